@@ -1,0 +1,36 @@
+# Quick start: `make demo` (synthetic SYSU-MM01, MVD with both backends) and `make test`.
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+DEMO_DIR ?= demo_data
+
+.PHONY: install test test-all parity demo bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(VPY) || $(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q -r requirements.txt
+	$(VPY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(VPY) -m pytest -q $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(VPY) -m pytest -q -m "" $(PYTEST_ARGS)
+
+parity: $(STAMP)
+	$(VPY) -m pytest -q -m "" tests/parity $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(VPY) -m tools.demo --out $(DEMO_DIR)
+
+bench: $(STAMP)
+	$(VPY) benchmarks/eval_speed.py
+	$(VPY) benchmarks/train_step.py
+
+clean:
+	rm -rf $(DEMO_DIR) logs .pytest_cache
