@@ -1,0 +1,235 @@
+"""Framework-neutral image transforms (SPEC section 4): numpy + PIL only.
+
+Images enter as uint8 H x W x 3 arrays and leave :func:`normalize` as float32 3 x H x W.
+Every random operation takes an explicit ``np.random.Generator``; there is no global state,
+so a pipeline called twice with generators of the same seed gives identical output.
+"""
+import numpy as np
+from PIL import Image
+
+from common.errors import ConfigError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
+
+
+def _check_hwc(img, name="img"):
+    arr = np.asarray(img)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"{name}: expected a uint8 H x W x 3 array, got {arr.dtype} {arr.shape}")
+    return arr
+
+
+def resize(img, h, w, method="bilinear"):
+    """Resize a uint8 HWC image to h x w with PIL ('bilinear', 'bicubic' or 'lanczos') (SPEC 4)."""
+    arr = _check_hwc(img)
+    if method not in _RESAMPLE:
+        raise ValueError(f"resize: unknown method {method!r}; expected one of {sorted(_RESAMPLE)}")
+    if arr.shape[:2] == (h, w):
+        return arr.copy()
+    return np.asarray(Image.fromarray(arr).resize((int(w), int(h)), _RESAMPLE[method]))
+
+
+def pad(img, p):
+    """Zero-pad ``p`` pixels on every side of a HWC image (torchvision ``Pad(p)``, SPEC 4)."""
+    arr = _check_hwc(img)
+    return np.pad(arr, ((p, p), (p, p), (0, 0)), mode="constant", constant_values=0)
+
+
+def random_crop(img, h, w, rng):
+    """Crop an h x w window at a uniformly drawn top-left corner (SPEC 4)."""
+    arr = _check_hwc(img)
+    H, W = arr.shape[:2]
+    if H < h or W < w:
+        raise ValueError(f"random_crop: image {H}x{W} is smaller than the crop {h}x{w}")
+    top = int(rng.integers(0, H - h + 1))
+    left = int(rng.integers(0, W - w + 1))
+    return arr[top:top + h, left:left + w].copy()
+
+
+def hflip(img, rng, p=0.5):
+    """Mirror left-right with probability p (one ``rng.random()`` draw) (SPEC 4)."""
+    arr = _check_hwc(img)
+    return arr[:, ::-1].copy() if rng.random() < p else arr.copy()
+
+
+def normalize(img):
+    """uint8 HWC -> float32 CHW: ``(x / 255 - IMAGENET_MEAN) / IMAGENET_STD`` (SPEC 4)."""
+    arr = _check_hwc(img).astype(np.float32) / np.float32(255.0)
+    mean = np.asarray(IMAGENET_MEAN, dtype=np.float32)
+    std = np.asarray(IMAGENET_STD, dtype=np.float32)
+    return np.ascontiguousarray(((arr - mean) / std).transpose(2, 0, 1), dtype=np.float32)
+
+
+def random_erasing(chw, rng, p=0.5, area=(0.02, 0.4), aspect=(0.3, 3.3), value=0.0):
+    """Random erasing (Zhong et al. 2020) on a normalised float CHW image (SPEC 4, VKD/MVD).
+
+    With probability p: up to 100 attempts draw a target area ``uniform(area) * H * W`` and an
+    aspect ratio ``uniform(aspect)`` (uniform, as in the reference code), giving
+    ``eh = round(sqrt(S * r))``, ``ew = round(sqrt(S / r))``; the first rectangle with
+    ``eh < H`` and ``ew < W`` is set to ``value`` in every channel at a uniform position.
+    """
+    out = np.array(chw, dtype=np.float32, copy=True)
+    if out.ndim != 3:
+        raise ValueError(f"random_erasing: expected a C x H x W array, got shape {out.shape}")
+    if rng.random() >= p:
+        return out
+    _, H, W = out.shape
+    for _ in range(100):
+        target = rng.uniform(area[0], area[1]) * H * W
+        ratio = rng.uniform(aspect[0], aspect[1])
+        eh = int(round(np.sqrt(target * ratio)))
+        ew = int(round(np.sqrt(target / ratio)))
+        if 0 < eh < H and 0 < ew < W:
+            top = int(rng.integers(0, H - eh + 1))
+            left = int(rng.integers(0, W - ew + 1))
+            out[:, top:top + eh, left:left + ew] = value
+            return out
+    return out
+
+
+def random_grayscale(img, rng, p=0.5):
+    """With probability p, replace RGB by 3 copies of PIL's luma ``L`` (ITU-R 601-2) (SPEC 4, MVD)."""
+    arr = _check_hwc(img)
+    if rng.random() >= p:
+        return arr.copy()
+    luma = np.asarray(Image.fromarray(arr).convert("L"))
+    return np.repeat(luma[:, :, None], 3, axis=2)
+
+
+def random_translate(img, rng, p=0.5):
+    """torchreid Random2DTranslation (SPEC 4): with probability p, bilinear-resize the image
+    to round(1.125 x) its size and crop a window of the original size at a random offset
+    (``round(uniform(0, extra))`` per axis); otherwise return it unchanged."""
+    arr = _check_hwc(img)
+    if rng.random() >= p:
+        return arr.copy()
+    H, W = arr.shape[:2]
+    big_h, big_w = int(round(H * 1.125)), int(round(W * 1.125))
+    big = resize(arr, big_h, big_w, "bilinear")
+    top = int(round(rng.uniform(0, big_h - H)))
+    left = int(round(rng.uniform(0, big_w - W)))
+    return big[top:top + H, left:left + W].copy()
+
+
+class _Pipeline:
+    """Applies ``one(img, rng)`` to a uint8 HWC image, or frame by frame (independent draws
+    from the same generator, in frame order) to a T x H x W x 3 stack giving T x 3 x H x W."""
+
+    needs_rng = True
+
+    def __call__(self, img, rng=None):
+        if self.needs_rng and not isinstance(rng, np.random.Generator):
+            raise ValueError(f"{type(self).__name__}: pass an np.random.Generator as rng, got {rng!r}")
+        arr = np.asarray(img)
+        if arr.ndim == 4:
+            return np.stack([self.one(frame, rng) for frame in arr])
+        return self.one(arr, rng)
+
+    def one(self, img, rng):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def __repr__(self):
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({fields})"
+
+
+class CrossModalTrain(_Pipeline):
+    """MVD train (SPEC 4): [resize to h x w with LANCZOS if the input has another size] ->
+    pad 10 -> random crop h x w -> flip -> [grayscale p 0.5] -> normalise -> [erasing p 0.5].
+    Grayscale and erasing are the MindSpore port's options: build with ``grayscale=True``
+    for the RGB stream only."""
+
+    def __init__(self, h=288, w=144, erasing=False, grayscale=False):
+        self.h, self.w, self.erasing, self.grayscale = h, w, erasing, grayscale
+
+    def one(self, img, rng):
+        x = resize(img, self.h, self.w, "lanczos")
+        x = random_crop(pad(x, 10), self.h, self.w, rng)
+        x = hflip(x, rng)
+        if self.grayscale:
+            x = random_grayscale(x, rng)
+        x = normalize(x)
+        return random_erasing(x, rng) if self.erasing else x
+
+
+class CrossModalTest(_Pipeline):
+    """MVD test (SPEC 4): resize h x w (LANCZOS, as the reference's loader) -> normalise."""
+
+    needs_rng = False
+
+    def __init__(self, h=288, w=144):
+        self.h, self.w = h, w
+
+    def one(self, img, rng=None):
+        return normalize(resize(img, self.h, self.w, "lanczos"))
+
+
+class VideoTrain(_Pipeline):
+    """VKD train (SPEC 4), per frame: bicubic resize h x w -> pad 10 -> random crop -> flip ->
+    normalise -> random erasing (p 0.5, area 0.02-0.4, aspect 0.3-3.3, value 0)."""
+
+    def __init__(self, h=256, w=128):
+        self.h, self.w = h, w
+
+    def one(self, img, rng):
+        x = resize(img, self.h, self.w, "bicubic")
+        x = hflip(random_crop(pad(x, 10), self.h, self.w, rng), rng)
+        return random_erasing(normalize(x), rng)
+
+
+class VideoTest(_Pipeline):
+    """VKD test (SPEC 4), per frame: bicubic resize h x w -> normalise."""
+
+    needs_rng = False
+
+    def __init__(self, h=256, w=128):
+        self.h, self.w = h, w
+
+    def one(self, img, rng=None):
+        return normalize(resize(img, self.h, self.w, "bicubic"))
+
+
+class ImageTrain(_Pipeline):
+    """torchreid / MTDA train (SPEC 4): bilinear resize h x w -> flip -> random 2D translation
+    (p 0.5) -> normalise."""
+
+    def __init__(self, h=256, w=128):
+        self.h, self.w = h, w
+
+    def one(self, img, rng):
+        x = hflip(resize(img, self.h, self.w, "bilinear"), rng)
+        return normalize(random_translate(x, rng))
+
+
+class ImageTest(_Pipeline):
+    """torchreid / MTDA test (SPEC 4): bilinear resize h x w -> normalise."""
+
+    needs_rng = False
+
+    def __init__(self, h=256, w=128):
+        self.h, self.w = h, w
+
+    def one(self, img, rng=None):
+        return normalize(resize(img, self.h, self.w, "bilinear"))
+
+
+_KINDS = {
+    "cross_modal": (CrossModalTrain, CrossModalTest),
+    "video": (VideoTrain, VideoTest),
+    "image": (ImageTrain, ImageTest),
+}
+
+
+def build_transform(kind, train, h, w, **opts):
+    """Build the SPEC 4 pipeline for ``kind`` in {'cross_modal', 'video', 'image'}; ``opts``
+    go to the train pipeline (only CrossModalTrain has any: ``erasing``, ``grayscale``)."""
+    if kind not in _KINDS:
+        raise ConfigError(f"unknown transform kind {kind!r}; expected one of {sorted(_KINDS)}")
+    cls = _KINDS[kind][0 if train else 1]
+    try:
+        return cls(h=h, w=w, **opts)
+    except TypeError:
+        raise ConfigError(f"transform {cls.__name__} does not accept options {sorted(opts)}") from None
