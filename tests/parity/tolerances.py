@@ -1,0 +1,7 @@
+"""Parity-ladder tolerances (SPEC section 10), shared by every torch-vs-MindSpore test."""
+
+LOSS_VS_SPEC_RTOL = 1e-5   # loss value of a backend vs the numpy spec
+GRAD_RTOL = 1e-4           # loss gradient w.r.t. inputs, backend vs backend
+FORWARD_MAX_REL = 1e-4     # module forward from the same weights, eval mode
+STEP_ATOL = 1e-4           # parameters after one full optimizer step
+CURVE_REL = 1e-2           # loss curve of a short synthetic training run (20 steps)
