@@ -10,6 +10,7 @@ from common.losses.domain import (SIGMAS, cosine_distance_matrix, cosine_relatio
                                   dmmd_distance_sets, mmd, mmd_kernel)
 from common.losses.mvd import kl_div_original, vcd, vml, vsd
 from common.losses.vkd import distance_preserving, kd_kl, kd_mse, vkd_student_total
+from common.losses.mvd_total import mvd_total
 
 __all__ = [
     "cross_entropy", "triplet_batch_hard", "pairwise_distances", "pairwise_squared_distances",
@@ -17,5 +18,5 @@ __all__ = [
     "kd_kl", "kd_mse", "distance_preserving", "vkd_student_total",
     "vsd", "vcd", "vml", "kl_div_original",
     "SIGMAS", "mmd_kernel", "mmd", "dmmd_distance_sets", "dmmd", "cosine_distance_matrix",
-    "cosine_relation_kd",
+    "cosine_relation_kd", "mvd_total",
 ]

@@ -5,3 +5,6 @@ GRAD_RTOL = 1e-4           # loss gradient w.r.t. inputs, backend vs backend
 FORWARD_MAX_REL = 1e-4     # module forward from the same weights, eval mode
 STEP_ATOL = 1e-4           # parameters after one full optimizer step
 CURVE_REL = 1e-2           # loss curve of a short synthetic training run (20 steps)
+# Absolute floor of gradient comparisons, relative to the tensor's largest entry:
+# atol = GRAD_ATOL_SCALE * max|g_torch| (MindSpore CPU Exp is off by up to 8e-6 relative; see KNOWN_GAPS.md).
+GRAD_ATOL_SCALE = 1e-5
