@@ -6,6 +6,7 @@ ms = pytest.importorskip("mindspore")
 from mindspore import Tensor  # noqa: E402
 
 from common.errors import CheckpointError, ConfigError  # noqa: E402
+from backends.mindspore.device import select_device  # noqa: E402
 from backends.mindspore.heads import BNNeck, IBClassifier, IBHead  # noqa: E402
 from backends.mindspore.mvd import MVD_OUTPUTS, MVDNet, ReIDNet, build_model, grayscale3  # noqa: E402
 from backends.mindspore.resnet import ChannelAttention, ResNet  # noqa: E402
@@ -32,7 +33,7 @@ def _r18_expected_names():
 
 @pytest.fixture(autouse=True)
 def pynative():
-    ms.set_device("CPU")
+    select_device("CPU", 0)  # idempotent; also caps MindSpore CPU threads
     ms.set_context(mode=ms.PYNATIVE_MODE)
     yield
     ms.set_context(mode=ms.PYNATIVE_MODE)

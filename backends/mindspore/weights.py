@@ -79,7 +79,7 @@ def load_numpy_state(model: nn.Cell, state: dict, strict: bool = True) -> Tuple[
                                                   unexpected if strict else [], shapes))
     for name, array in arrays.items():
         param = targets[name]
-        param.set_data(ms.Tensor(array, dtype=param.dtype))
+        param.copy_(ms.Tensor(array, dtype=param.dtype))  # in place: a compiled step keeps seeing it
     return missing, unexpected
 
 

@@ -13,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 ms = pytest.importorskip("mindspore")
 
+from backends.mindspore.device import select_device  # noqa: E402
 from backends.mindspore.weights import load_numpy_state as ms_load, state_to_numpy as ms_state  # noqa: E402
 from backends.torch.weights import load_numpy_state as torch_load, state_to_numpy as torch_state  # noqa: E402
 from tests.parity.tolerances import FORWARD_MAX_REL  # noqa: E402
@@ -44,7 +45,7 @@ MODES = {"pynative": "PYNATIVE_MODE", "graph": "GRAPH_MODE"}
 def deterministic_float32():
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    ms.set_device("CPU")
+    select_device("CPU", 0)  # idempotent; also caps MindSpore CPU threads
     ms.set_context(mode=ms.PYNATIVE_MODE)
     yield
     ms.set_context(mode=ms.PYNATIVE_MODE)

@@ -1,0 +1,76 @@
+"""Device selection, seeding and execution mode for the MindSpore backend (SPEC sections 1, 9).
+
+``--device-target CPU|GPU|Ascend`` with ``--gpu N`` goes to ``mindspore.set_device``
+(MindSpore 2.5+). MindSpore fixes the device once per process: a second call with other
+values fails, which is reported as a DeviceError.
+"""
+import os
+import random
+
+import numpy as np
+import mindspore as ms
+
+from common.errors import DeviceError
+
+TARGETS = ("CPU", "GPU", "Ascend")
+MODES = {"GRAPH": ms.GRAPH_MODE, "PYNATIVE": ms.PYNATIVE_MODE}
+_current = {"device": ("CPU", 0)}
+
+
+def current_device():
+    """(target, device_id) chosen by the last :func:`select_device` call (('CPU', 0) before)."""
+    return _current["device"]
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def limit_cpu_threads(n=None) -> None:
+    """Use at most ``n`` (default: this machine's cores) MindSpore CPU kernel threads; the
+    default of 25 oversubscribes small machines. MindSpore allows setting it once per process,
+    so later calls are ignored."""
+    if _current.get("threads"):
+        return
+    try:
+        ms.device_context.cpu.op_tuning.threads_num(int(n or os.cpu_count() or 1))
+    except (RuntimeError, AttributeError):
+        pass
+    _current["threads"] = True
+
+
+def select_device(target: str = "CPU", gpu: int = 0):
+    """``mindspore.set_device(target, gpu)`` (SPEC 9); returns (target, device_id).
+
+    Any failure (plugin or driver missing, id out of range, device already fixed to another
+    value in this process) becomes a one-line DeviceError."""
+    if target not in TARGETS:
+        raise DeviceError(f"unknown device target {target!r}: expected one of {', '.join(TARGETS)}")
+    gpu = int(gpu)
+    if target == "CPU":
+        limit_cpu_threads()
+    try:
+        ms.set_device(target, gpu)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        # the runtime may already run on exactly this device (kernels executed before the
+        # call): that is not an error
+        if tuple(ms.get_current_device()) != (target, gpu) or ms.get_context("device_target") != target:
+            raise DeviceError(f"MindSpore cannot use device {target}:{gpu}: {_first_line(exc)}") from None
+    _current["device"] = (target, gpu)
+    return _current["device"]
+
+
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and MindSpore (``mindspore.set_seed``) for reproducible runs."""
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    ms.set_seed(seed)
+
+
+def set_mode(mode: str = "GRAPH") -> None:
+    """'GRAPH' or 'PYNATIVE' -> ``mindspore.set_context(mode=...)``. The training engine
+    additionally wraps its step in ``mindspore.jit`` when its own ``ms_mode`` is 'GRAPH'."""
+    if mode not in MODES:
+        raise ValueError(f"unknown execution mode {mode!r}: expected 'GRAPH' or 'PYNATIVE'")
+    ms.set_context(mode=MODES[mode])

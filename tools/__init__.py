@@ -1,0 +1,1 @@
+"""Command-line tools of reid-kd (run as ``python -m tools.<name>``)."""
