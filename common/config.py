@@ -20,7 +20,8 @@ DEFAULTS: Dict[str, Dict[str, Any]] = {
     "method": {"name": "mvd"},
     "model": {"name": "mvd", "depth": 50, "width": 64, "last_stride": 1, "z_dim": 512,
               "ib_hidden": [1000, 500], "cls_hidden": 256, "dropout": 0.5,
-              "gray_ir": False, "shallow_cam": False, "pretrain": ""},
+              "gray_ir": False, "shallow_cam": False, "pretrain": "",
+              "test_feature": "shared"},
     "data": {"dataset": "SYSU", "data_path": "", "height": 288, "width": 144, "trial": 1,
              "num_ids": 8, "num_pos": 4, "erasing": False, "grayscale": False,
              "workers": 2, "test_batch": 64, "eval_trials": 10, "max_batches": 0},
@@ -43,6 +44,7 @@ CHOICES = {
     "data.dataset": ("SYSU", "RegDB"),
     "model.name": ("mvd", "reid"),
     "model.depth": (18, 34, 50, 101),
+    "model.test_feature": ("shared", "concat", "all"),
 }
 
 

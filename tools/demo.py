@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="demo_data", help="working folder (dataset and logs)")
-    p.add_argument("--ids", type=int, default=12, help="identities per split in the synthetic set")
+    p.add_argument("--ids", type=int, default=32, help="identities per split in the synthetic set")
     p.add_argument("--backends", default="torch,mindspore")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--config", default=os.path.join(ROOT, "configs", "demo.yaml"))
@@ -29,12 +29,12 @@ def main(argv=None) -> int:
     from common.data import synthetic
     from common.report import format_table
 
-    data = os.path.join(a.out, "SYSU-MM01")
+    data = os.path.join(a.out, "SYSU-MM01")  # where synthetic.write puts the sysu layout
     if not os.path.isfile(os.path.join(data, "train_ir_resized_label.npy")):
         t0 = time.time()
-        root = synthetic.write("sysu", data, ids=a.ids, seed=0)
+        data = synthetic.write("sysu", a.out, ids=a.ids, seed=0)
         cfg0 = load_config(a.config)
-        pre_process_sysu.preprocess(root, cfg0["data"]["height"], cfg0["data"]["width"])
+        pre_process_sysu.preprocess(data, cfg0["data"]["height"], cfg0["data"]["width"])
         print(f"synthetic SYSU-MM01 written and preprocessed in {data} ({time.time() - t0:.1f}s)")
     n_test = len(open(os.path.join(data, "exp", "test_id.txt")).read().strip().split(","))
     rows = []

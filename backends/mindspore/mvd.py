@@ -23,7 +23,8 @@ MVD_OUTPUTS = ("feat_v", "bn_v", "logit_v", "z_v", "zlogit_v",
 
 MODEL_DEFAULTS = {"name": "mvd", "depth": 50, "width": 64, "last_stride": 1, "z_dim": 512,
                   "ib_hidden": (1000, 500), "cls_hidden": 256, "dropout": 0.5,
-                  "gray_ir": False, "shallow_cam": False}
+                  "gray_ir": False, "shallow_cam": False,
+                  "test_feature": "concat"}
 MODEL_NAMES = ("mvd", "reid")
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 NORM_EPS = 1e-12  # same floor as torch.nn.functional.normalize
@@ -32,6 +33,15 @@ NORM_EPS = 1e-12  # same floor as torch.nn.functional.normalize
 def global_average_pool(feature_map):
     """(N, C, H, W) -> (N, C) mean over the spatial positions (SPEC section 6)."""
     return ops.mean(feature_map, (2, 3))
+
+
+TEST_FEATURES = ("concat", "shared", "all")
+
+
+def check_test_feature(name: str) -> str:
+    if name not in TEST_FEATURES:
+        raise ValueError(f"unknown test_feature {name!r}: expected one of {', '.join(TEST_FEATURES)}")
+    return name
 
 
 def grayscale3(rgb):
@@ -76,7 +86,7 @@ class MVDNet(nn.Cell):
 
     def __init__(self, num_classes, depth=50, width=64, last_stride=1, z_dim=512,
                  ib_hidden: Sequence[int] = (1000, 500), cls_hidden=256, dropout=0.5,
-                 gray_ir=False, shallow_cam=False):
+                 gray_ir=False, shallow_cam=False, test_feature="concat"):
         super().__init__()
         args = (num_classes, depth, width, last_stride, z_dim, tuple(ib_hidden), cls_hidden,
                 dropout, shallow_cam)
@@ -84,6 +94,7 @@ class MVDNet(nn.Cell):
         self.infrared = MVDEncoder(*args)
         self.shared = MVDEncoder(*args)
         self.gray_ir = bool(gray_ir)
+        self.test_feature = check_test_feature(test_feature)
         self.feat_dim = self.visible.backbone.feat_dim
 
     def construct(self, rgb, ir):
@@ -96,20 +107,32 @@ class MVDNet(nn.Cell):
         return out_v + out_i + out_s
 
     def extract(self, x, modality):
-        """Test feature (SPEC section 6): L2-normalised concat(enc.bn_feat, shared.bn_feat),
-        enc = visible for 'visible', infrared for 'infrared' -> (N, 2*feat_dim).
+        """Test feature (SPEC section 6), L2-normalised, chosen by ``test_feature``:
 
-        Plain Python (PYNATIVE) method calling the sub-cells; call ``set_train(False)``
-        first for test features. When ``gray_ir`` the infrared encoder sees grayscale(x),
-        as in training."""
+        * ``'concat'`` (SPEC 6 wording): concat(enc.bn_feat, shared.bn_feat) with enc the
+          visible encoder for 'visible' and the infrared one for 'infrared' -> 2*feat_dim;
+        * ``'shared'``: the shared (modality-consistent) encoder's bn_feat -> feat_dim;
+        * ``'all'`` (the original code's layout): visible, infrared and shared bn_feat of
+          the same image -> 3*feat_dim.
+
+        With ``'concat'`` a query and a gallery image are described by different encoders, so
+        the two modality-specific halves only agree as far as training aligned them; on the
+        synthetic SYSU-MM01 ``'shared'`` ranks far better (README, MVD notes). When
+        ``gray_ir`` the infrared encoder sees grayscale(x), as in training.
+        """
         if modality not in ("visible", "infrared"):
             raise ValueError(f"unknown modality {modality!r}: expected 'visible' or 'infrared'")
-        if modality == "visible":
-            own = self.visible(x)[1]
-        else:
-            own = self.infrared(grayscale3(x) if self.gray_ir else x)[1]
         shared = self.shared(x)[1]
-        return l2_normalize_rows(ops.concat((own, shared), axis=1))
+        if self.test_feature == "shared":
+            return l2_normalize_rows(shared)
+        infrared = self.infrared(grayscale3(x) if self.gray_ir else x)[1] if (
+            modality == "infrared" or self.test_feature == "all") else None
+        visible = self.visible(x)[1] if (modality == "visible" or self.test_feature == "all") else None
+        if self.test_feature == "all":
+            parts = (visible, infrared, shared)
+        else:
+            parts = (visible if modality == "visible" else infrared, shared)
+        return l2_normalize_rows(ops.concat(parts, axis=1))
 
 
 class ReIDNet(nn.Cell):
@@ -146,6 +169,7 @@ def build_model(cfg_model: dict, num_classes):
                       last_stride=int(cfg["last_stride"]), z_dim=int(cfg["z_dim"]),
                       ib_hidden=tuple(int(h) for h in cfg["ib_hidden"]),
                       cls_hidden=int(cfg["cls_hidden"]), dropout=float(cfg["dropout"]),
-                      gray_ir=bool(cfg["gray_ir"]), shallow_cam=bool(cfg["shallow_cam"]))
+                      gray_ir=bool(cfg["gray_ir"]), shallow_cam=bool(cfg["shallow_cam"]),
+                      test_feature=str(cfg["test_feature"]))
     except ValueError as exc:  # bad depth etc.: report as a configuration problem
         raise ConfigError(f"model section: {exc}") from exc

@@ -21,7 +21,8 @@ MVD_OUTPUTS = ("feat_v", "bn_v", "logit_v", "z_v", "zlogit_v",
 
 MODEL_DEFAULTS = {"name": "mvd", "depth": 50, "width": 64, "last_stride": 1, "z_dim": 512,
                   "ib_hidden": (1000, 500), "cls_hidden": 256, "dropout": 0.5,
-                  "gray_ir": False, "shallow_cam": False}
+                  "gray_ir": False, "shallow_cam": False,
+                  "test_feature": "concat"}
 MODEL_NAMES = ("mvd", "reid")
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
@@ -29,6 +30,15 @@ GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 def global_average_pool(feature_map: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, C) mean over the spatial positions (SPEC section 6)."""
     return feature_map.mean(dim=(2, 3))
+
+
+TEST_FEATURES = ("concat", "shared", "all")
+
+
+def check_test_feature(name: str) -> str:
+    if name not in TEST_FEATURES:
+        raise ValueError(f"unknown test_feature {name!r}: expected one of {', '.join(TEST_FEATURES)}")
+    return name
 
 
 def grayscale3(rgb: torch.Tensor) -> torch.Tensor:
@@ -71,13 +81,15 @@ class MVDNet(nn.Module):
 
     def __init__(self, num_classes: int, depth: int = 50, width: int = 64, last_stride: int = 1,
                  z_dim: int = 512, ib_hidden: Sequence[int] = (1000, 500), cls_hidden: int = 256,
-                 dropout: float = 0.5, gray_ir: bool = False, shallow_cam: bool = False):
+                 dropout: float = 0.5, gray_ir: bool = False, shallow_cam: bool = False,
+                 test_feature: str = "concat"):
         super().__init__()
         args = (num_classes, depth, width, last_stride, z_dim, tuple(ib_hidden), cls_hidden, dropout, shallow_cam)
         self.visible = MVDEncoder(*args)
         self.infrared = MVDEncoder(*args)
         self.shared = MVDEncoder(*args)
         self.gray_ir = gray_ir
+        self.test_feature = check_test_feature(test_feature)
         self.feat_dim = self.visible.backbone.feat_dim
 
     def forward(self, rgb: torch.Tensor, ir: torch.Tensor) -> Tuple[torch.Tensor, ...]:
@@ -87,20 +99,32 @@ class MVDNet(nn.Module):
         return tuple(out_v) + tuple(out_i) + tuple(out_s)
 
     def extract(self, x: torch.Tensor, modality: str) -> torch.Tensor:
-        """Test feature (SPEC section 6): L2-normalised concat(enc.bn_feat, shared.bn_feat),
-        enc = visible for 'visible', infrared for 'infrared' -> (N, 2*feat_dim).
+        """Test feature (SPEC section 6), L2-normalised, chosen by ``test_feature``:
 
-        When ``gray_ir`` the infrared encoder sees grayscale(x) for either modality, as in
-        training. Gradients are not disabled here: wrap the call in ``torch.no_grad()``.
+        * ``'concat'`` (SPEC 6 wording): concat(enc.bn_feat, shared.bn_feat) with enc the
+          visible encoder for 'visible' and the infrared one for 'infrared' -> 2*feat_dim;
+        * ``'shared'``: the shared (modality-consistent) encoder's bn_feat -> feat_dim;
+        * ``'all'`` (the original code's layout): visible, infrared and shared bn_feat of
+          the same image -> 3*feat_dim.
+
+        With ``'concat'`` a query and a gallery image are described by different encoders, so
+        the two modality-specific halves only agree as far as training aligned them; on the
+        synthetic SYSU-MM01 ``'shared'`` ranks far better (README, MVD notes). When
+        ``gray_ir`` the infrared encoder sees grayscale(x), as in training.
         """
         if modality not in ("visible", "infrared"):
             raise ValueError(f"unknown modality {modality!r}: expected 'visible' or 'infrared'")
-        if modality == "visible":
-            own = self.visible(x)[1]
-        else:
-            own = self.infrared(grayscale3(x) if self.gray_ir else x)[1]
         shared = self.shared(x)[1]
-        return F.normalize(torch.cat([own, shared], dim=1), p=2, dim=1)
+        if self.test_feature == "shared":
+            return F.normalize(shared, p=2, dim=1)
+        infrared = self.infrared(grayscale3(x) if self.gray_ir else x)[1] if (
+            modality == "infrared" or self.test_feature == "all") else None
+        visible = self.visible(x)[1] if (modality == "visible" or self.test_feature == "all") else None
+        if self.test_feature == "all":
+            parts = (visible, infrared, shared)
+        else:
+            parts = (visible if modality == "visible" else infrared, shared)
+        return F.normalize(torch.cat(parts, dim=1), p=2, dim=1)
 
 
 class ReIDNet(nn.Module):
@@ -146,4 +170,5 @@ def _build_mvd(cfg: dict, num_classes: int) -> MVDNet:
                   last_stride=int(cfg["last_stride"]), z_dim=int(cfg["z_dim"]),
                   ib_hidden=tuple(int(h) for h in cfg["ib_hidden"]), cls_hidden=int(cfg["cls_hidden"]),
                   dropout=float(cfg["dropout"]), gray_ir=bool(cfg["gray_ir"]),
-                  shallow_cam=bool(cfg["shallow_cam"]))
+                  shallow_cam=bool(cfg["shallow_cam"]),
+                  test_feature=str(cfg["test_feature"]))

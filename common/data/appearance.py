@@ -3,8 +3,9 @@
 Identity drives the strong cues: two garment colours, a stripe pattern (count, phase,
 orientation) and the position of a dark "bag" block. The camera drives weak cues: the
 background tint, a brightness gain and a small horizontal offset. The infrared/thermal
-modality drops colour (a luminance mix different from RGB, partly inverted) but keeps the
-identity's spatial pattern and relative brightness, so a cross-modal model can still match.
+modality drops colour (a near-infrared luminance with its own channel mix, the person
+brighter and the background darker) but keeps the identity's spatial pattern and relative
+brightness, so a cross-modal model can still match.
 Every image also gets per-image noise and jitter from the caller's generator.
 """
 import numpy as np
@@ -45,7 +46,7 @@ def render(pid: int, camid: int, rng: np.random.Generator, height: int = 64, wid
     bottom = body & ~top
     coord = xn if ip["vertical"] else yn
     stripe = 0.5 + 0.5 * np.sin(2 * np.pi * ip["stripes"] * coord * 2 + ip["phase"])
-    img[top] = ip["top"] * (0.6 + 0.4 * stripe[top, None])
+    img[top] = ip["top"] * (0.45 + 0.55 * stripe[top, None])
     img[bottom] = ip["bottom"]
     head = ((xn - cx) ** 2 / 0.02 + (yn - 0.06) ** 2 / 0.004) < 1
     img[head] = (0.85, 0.7, 0.6)
@@ -53,8 +54,10 @@ def render(pid: int, camid: int, rng: np.random.Generator, height: int = 64, wid
     img[bag] = 0.08
     img *= cp["gain"]
     if modality == "ir":
-        lum = img @ np.array([0.2, 0.5, 0.3], np.float32)
-        lum = np.where(body | head, 1.0 - 0.6 * lum, 0.25 * lum)  # warm bodies bright, cold background dark
+        # near-infrared: a luminance with its own channel mix (not the RGB camera's), the
+        # person lit by the IR illuminator (brighter, gamma-compressed), the background dark
+        lum = img @ np.array([0.45, 0.35, 0.2], np.float32)
+        lum = np.where(body | head, 0.15 + 0.85 * np.sqrt(lum), 0.3 * lum)
         img = np.repeat(lum[..., None], 3, axis=2)
     elif modality != "rgb":
         raise ValueError(f"modality must be 'rgb' or 'ir', got {modality!r}")
