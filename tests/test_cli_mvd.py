@@ -132,3 +132,11 @@ def test_wrong_backend_checkpoint_is_one_clear_error(sysu_root, tmp_path, capsys
     assert test_cli.main(["--data-path", sysu_root, "--resume", ck, "--backend", "mindspore"]) == 2
     err = capsys.readouterr().err
     assert "torch checkpoint" in err and "tools.convert_weights" in err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a GPU")
+def test_unavailable_device_is_one_clear_error(sysu_root, tmp_path, capsys):
+    assert _train(sysu_root, tmp_path, extra=["--device-target", "GPU", "--gpu", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ("GPU" in err[0] or "CUDA" in err[0])
+    assert not (tmp_path / "t" / "torch_last.pth").exists()

@@ -164,7 +164,8 @@ def test_shallow_cam_starts_as_identity():
     cam = MVDNet(7, z_dim=16, ib_hidden=(32, 24), cls_hidden=12, shallow_cam=True, **SMALL).eval()
     assert cam.visible.backbone.shallow_cam.scale.item() == 0.0
     missing, unexpected = load_numpy_state(cam, state_to_numpy(plain), strict=False)
-    assert missing == [f"{e}.backbone.shallow_cam.scale" for e in ("infrared", "shared", "visible")]
+    assert missing == [f"{e}.backbone.shallow_cam{i}.scale" for e in ("infrared", "shared", "visible")
+                       for i in ("", "2", "3")]
     assert unexpected == []
     rgb, ir = images(0), images(1)
     with torch.no_grad():

@@ -4,7 +4,8 @@ Structure and attribute names follow torchvision's ResNet v1.5 (stride on the 3x
 Bottleneck; ``downsample`` = SequentialCell(1x1 conv, BN) named ``downsample.0/1``) so that
 ``backends.mindspore.weights`` maps every parameter to its torch name by BN suffix only.
 Re-ID changes: configurable ``last_stride`` and ``width``; no pooling and no fc (the heads
-pool). Optional DANet channel attention (``shallow_cam``) after layer1, as in the original
+pool). Optional DANet channel attention (``shallow_cam``, ``shallow_cam2``, ``shallow_cam3``) before
+layer2, layer3 and layer4, as in the original
 MVD code (SPEC 6, MVD).
 
 BatchNorm: eps 1e-5, MindSpore momentum 0.9 (== torch momentum 0.1, SPEC 1).
@@ -142,7 +143,10 @@ class ResNet(nn.Cell):
         self.layer3 = self._make_layer(block, width * 4, counts[2], 2)
         self.layer4 = self._make_layer(block, width * 8, counts[3], last_stride)
         self.use_shallow_cam = bool(shallow_cam)
+        # the original code's ShallowCAM: channel attention before layer2, layer3 and layer4
         self.shallow_cam = ChannelAttention() if shallow_cam else None
+        self.shallow_cam2 = ChannelAttention() if shallow_cam else None
+        self.shallow_cam3 = ChannelAttention() if shallow_cam else None
         self.feat_dim = width * 8 * block.expansion
 
     def _make_layer(self, block, planes, count, stride):
@@ -161,5 +165,9 @@ class ResNet(nn.Cell):
         if self.use_shallow_cam:
             x = self.shallow_cam(x)
         x = self.layer2(x)
+        if self.use_shallow_cam:
+            x = self.shallow_cam2(x)
         x = self.layer3(x)
+        if self.use_shallow_cam:
+            x = self.shallow_cam3(x)
         return self.layer4(x)

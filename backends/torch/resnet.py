@@ -4,7 +4,7 @@ Parameter names follow torchvision (``conv1``, ``bn1``, ``layer1.0.conv1``,
 ``layer2.0.downsample.0`` ...) so ImageNet checkpoints load by name. Re-ID changes: the
 stride of ``layer4`` is configurable (``last_stride``, 1 for VKD/MVD), there is no pooling
 and no ``fc`` (heads live in ``heads.py``), and an optional DANet channel-attention module
-(``shallow_cam``) can follow ``layer1`` (the original MVD code's ShallowCAM option).
+(``shallow_cam``, ``shallow_cam2``, ``shallow_cam3``) can precede layer2, layer3 and layer4 (the original MVD code's ShallowCAM option).
 """
 import torch
 from torch import nn
@@ -133,7 +133,10 @@ class ResNet(nn.Module):
         self.layer2 = self._make_layer(block, width * 2, blocks[1], 2)
         self.layer3 = self._make_layer(block, width * 4, blocks[2], 2)
         self.layer4 = self._make_layer(block, width * 8, blocks[3], last_stride)
+        # the original code's ShallowCAM: channel attention before layer2, layer3 and layer4
         self.shallow_cam = ChannelAttention() if shallow_cam else None
+        self.shallow_cam2 = ChannelAttention() if shallow_cam else None
+        self.shallow_cam3 = ChannelAttention() if shallow_cam else None
         self._init_weights()
 
     def _make_layer(self, block, planes: int, count: int, stride: int) -> nn.Sequential:
@@ -161,5 +164,9 @@ class ResNet(nn.Module):
         if self.shallow_cam is not None:
             x = self.shallow_cam(x)
         x = self.layer2(x)
+        if self.shallow_cam is not None:
+            x = self.shallow_cam2(x)
         x = self.layer3(x)
+        if self.shallow_cam is not None:
+            x = self.shallow_cam3(x)
         return self.layer4(x)

@@ -18,7 +18,7 @@ from .resnet import ResNet
 
 BACKBONE_ATTR = "backbone"
 PRETRAINED_IGNORED_PREFIXES = ("fc.",)        # ImageNet classifier: not part of a re-ID backbone
-PRETRAINED_OPTIONAL_PREFIXES = ("shallow_cam.",)  # our additions: keep their own init
+PRETRAINED_OPTIONAL_PREFIXES = ("shallow_cam.", "shallow_cam2.", "shallow_cam3.")  # our additions: keep their own init
 
 
 def _is_dropped(name: str) -> bool:

@@ -61,7 +61,7 @@ def _build_pair(module, cls, kwargs, seed=0):
     for name, value in torch_state(t_net).items():
         if name.endswith("running_var"):
             state[name] = rng.uniform(0.5, 1.5, value.shape).astype(np.float32)
-        elif name.endswith("running_mean") or name.endswith("shallow_cam.scale"):
+        elif name.endswith("running_mean") or ".shallow_cam" in "." + name and name.endswith(".scale"):
             state[name] = rng.normal(0.0, 0.1, value.shape).astype(np.float32)
         elif name.endswith(".weight") and value.ndim == 1:  # BN gamma
             state[name] = rng.uniform(0.5, 1.5, value.shape).astype(np.float32)
