@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import pre_process_sysu
@@ -140,3 +141,25 @@ def test_unavailable_device_is_one_clear_error(sysu_root, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and ("GPU" in err[0] or "CUDA" in err[0])
     assert not (tmp_path / "t" / "torch_last.pth").exists()
+
+
+@pytest.mark.parametrize("backend", ["torch", "mindspore"])
+def test_pretrain_flag_loads_imagenet_style_weights(sysu_root, tmp_path, backend, capsys):
+    """--pretrain takes a torchvision-named ResNet file (.safetensors here: the MindSpore
+    backend reads it without torch) and loads it into the three backbones."""
+    import torch
+    from safetensors.numpy import save_file
+
+    from backends.torch.resnet import ResNet
+    from backends.torch.weights import state_to_numpy
+    torch.manual_seed(3)
+    state = state_to_numpy(ResNet(depth=18, width=4))
+    state["fc.weight"] = np.zeros((10, 32), np.float32)  # ignored, as torchvision's fc
+    path = str(tmp_path / "r18.safetensors")
+    save_file(state, path)
+    extra = ["--epochs", "1", "--pretrain", path, "--ms-mode", "PYNATIVE"]
+    assert _train(sysu_root, tmp_path, backend, extra) == 0
+    bad = str(tmp_path / "missing.safetensors")
+    capsys.readouterr()
+    assert _train(sysu_root, tmp_path / "b", backend, ["--epochs", "1", "--pretrain", bad]) == 2
+    assert "missing.safetensors" in capsys.readouterr().err
