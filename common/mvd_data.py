@@ -9,7 +9,6 @@
 * :func:`test_sets` yields the evaluation settings (SYSU all/indoor search per trial, RegDB
   both directions) as numpy image arrays with pids and 0-based camera ids.
 """
-import os
 import queue
 import threading
 from typing import Dict, Iterator, List, NamedTuple, Tuple

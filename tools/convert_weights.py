@@ -16,8 +16,6 @@ into place only when complete, so nothing is ever half-written.
 The framework-free file helpers live in :mod:`common.checkpoint_io`.
 """
 import argparse
-import contextlib
-import json
 import os
 import sys
 from typing import Dict, Optional, Tuple

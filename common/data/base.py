@@ -55,6 +55,24 @@ def require_dir(root: str, layout: str) -> str:
     return root
 
 
+def path_label_lines(list_path: str, expected: str):
+    """Yield ``(lineno, relpath, label)`` for each non-empty ``<relpath> <int label>`` line of a
+    list file (RegDB ``idx/*.txt``, MSMT17 ``list_*.txt``); a malformed line raises
+    DatasetLayoutError naming the file, the line and ``expected``."""
+    with open(list_path, "r", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = line.rsplit(None, 1)
+            try:
+                rel, label = parts[0], int(parts[1])
+            except (IndexError, ValueError):
+                raise DatasetLayoutError(f"'{list_path}' line {lineno} is {line!r}; expected "
+                                         f"'{expected}'") from None
+            yield lineno, rel.replace("\\", "/"), label
+
+
 def list_images(folder: str, exts=(".jpg", ".jpeg", ".png", ".bmp")) -> List[str]:
     """Sorted image file names (not paths) inside ``folder``."""
     return sorted(f for f in os.listdir(folder) if f.lower().endswith(exts))

@@ -17,7 +17,7 @@ conventional 30,248-image training set.
 import os
 from typing import List
 
-from common.data.base import ImageSplits, Record, make_splits, require, require_dir
+from common.data.base import ImageSplits, Record, make_splits, path_label_lines, require, require_dir
 from common.data.market1501 import load_market_style
 from common.errors import DatasetLayoutError
 
@@ -32,25 +32,19 @@ def read_list(list_path: str, image_dir: str) -> List[Record]:
     must exist and its camera field must be in 1..15."""
     require(list_path, LAYOUT)
     records = []
-    with open(list_path, "r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = line.rsplit(None, 1)
-            try:
-                rel, pid = parts[0], int(parts[1])
-                cam = int(os.path.basename(rel).split("_")[2])
-            except (IndexError, ValueError):
-                raise DatasetLayoutError(
-                    f"'{list_path}' line {lineno} is {line!r}; expected "
-                    f"'<pid:04d>/<pid>_<seq>_<cam:02d>_<...>.jpg <pid>'") from None
-            if not 1 <= cam <= NUM_CAMS:
-                raise DatasetLayoutError(f"'{list_path}' line {lineno}: camera {cam} not in "
-                                         f"1..{NUM_CAMS}")
-            path = require(os.path.join(image_dir, *rel.split("/")), LAYOUT)
-            if pid != -1:
-                records.append(Record(path, pid, cam - 1))
+    expected = "<pid:04d>/<pid>_<seq>_<cam:02d>_<...>.jpg <pid>"
+    for lineno, rel, pid in path_label_lines(list_path, expected):
+        try:
+            cam = int(os.path.basename(rel).split("_")[2])
+        except (IndexError, ValueError):
+            raise DatasetLayoutError(f"'{list_path}' line {lineno} names {rel!r}; expected "
+                                     f"'{expected}'") from None
+        if not 1 <= cam <= NUM_CAMS:
+            raise DatasetLayoutError(f"'{list_path}' line {lineno}: camera {cam} not in "
+                                     f"1..{NUM_CAMS}")
+        path = require(os.path.join(image_dir, *rel.split("/")), LAYOUT)
+        if pid != -1:
+            records.append(Record(path, pid, cam - 1))
     return records
 
 

@@ -13,7 +13,7 @@ import numbers
 import os
 from typing import List, Tuple
 
-from common.data.base import Record, require, require_dir
+from common.data.base import Record, path_label_lines, require, require_dir
 from common.errors import ConfigError, DatasetLayoutError
 
 LAYOUT = ("ROOT/Visible/<dir>/<file>.bmp, ROOT/Thermal/<dir>/<file>.bmp and "
@@ -52,20 +52,9 @@ def trial_records(root: str, trial: int, split: str = "train",
     index = require(os.path.join(root, "idx", f"{split}_{modality}_{trial}.txt"), LAYOUT)
     camid = MODALITY_CAMID[modality]
     records = []
-    with open(index, "r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = line.rsplit(None, 1)
-            try:
-                rel, label = parts[0], int(parts[1])
-            except (IndexError, ValueError):
-                raise DatasetLayoutError(f"'{index}' line {lineno} is {line!r}; expected "
-                                         f"'Visible/<dir>/<file>.bmp <label>'") from None
-            path = os.path.join(root, *rel.replace("\\", "/").split("/"))
-            require(path, LAYOUT)
-            records.append(Record(path, label, camid))
+    for _, rel, label in path_label_lines(index, "Visible/<dir>/<file>.bmp <label>"):
+        path = require(os.path.join(root, *rel.split("/")), LAYOUT)
+        records.append(Record(path, label, camid))
     if not records:
         raise DatasetLayoutError(f"'{index}' lists no images. Expected layout: {LAYOUT}")
     return records
