@@ -1,6 +1,7 @@
 """Shared command-line pieces of train.py and test.py (SPEC 9): the seed's flags mapped onto
 configuration keys, ``--config`` / ``--set`` handling, and the one-line error exit."""
 import argparse
+import os
 import sys
 
 from common.config import CHOICES, load_config
@@ -41,24 +42,20 @@ def build_parser(description: str, flags=SEED_FLAGS) -> argparse.ArgumentParser:
 
 
 def config_from_args(args, flags=SEED_FLAGS) -> dict:
-    """Defaults <- --config <- --set <- explicit seed flags; ``--backend`` unset means
-    ``$REID_BACKEND`` then torch."""
-    import os
-    overrides = list(args.overrides)
-    extra: dict = {}
+    """Defaults <- --config <- --set <- explicit seed flags. With no ``--backend`` and no
+    ``runtime.backend`` override, the backend comes from ``$REID_BACKEND``, then torch."""
+    from backends import ENV_VAR, resolve_name
+    explicit: dict = {}
     for flag, (key, _, _) in flags.items():
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value is not None:
             section, name = key.split(".")
-            extra.setdefault(section, {})[name] = value
-    cfg = load_config(args.config, overrides)
-    from common.config import _merge, validate
-    cfg = validate(_merge(cfg, extra))
-    if getattr(args, "backend", None) is None and os.environ.get("REID_BACKEND") and \
-            not any(o.startswith("runtime.backend=") for o in overrides):
-        from backends import resolve_name
-        cfg["runtime"]["backend"] = resolve_name()
-    return cfg
+            explicit.setdefault(section, {})[name] = value
+    backend_set = "backend" in explicit.get("runtime", {}) or any(
+        o.startswith("runtime.backend=") for o in args.overrides)
+    if not backend_set and os.environ.get(ENV_VAR):
+        explicit.setdefault("runtime", {})["backend"] = resolve_name()
+    return load_config(args.config, args.overrides, explicit)
 
 
 def run_main(fn) -> int:

@@ -140,12 +140,13 @@ def parse_override(item: str) -> dict:
 
 
 def load_config(path: Optional[str] = None, overrides: Iterable[str] = (), extra: Optional[dict] = None) -> dict:
-    """Resolved configuration: defaults <- YAML file (with bases) <- ``extra`` <- overrides."""
+    """Resolved configuration: defaults <- YAML file (with bases) <- ``overrides`` strings <-
+    ``extra`` (a nested dict, e.g. the explicit command-line flags, which win)."""
     cfg: dict = load_yaml(path) if path else {}
-    if extra:
-        cfg = _merge(cfg, extra)
     for item in overrides:
         cfg = _merge(cfg, parse_override(item))
+    if extra:
+        cfg = _merge(cfg, extra)
     return validate(cfg)
 
 
