@@ -37,8 +37,7 @@ def main(argv=None) -> int:
         if "config" not in extra or "num_classes" not in extra:
             raise ReidError(f"'{path}' carries no reid-kd configuration; expected a checkpoint written by train.py")
         cfg = validate(extra["config"])
-        for section in ("runtime",):
-            cfg[section] = cli[section]
+        cfg["runtime"] = cli["runtime"]
         cfg["train"]["seed"] = cli["train"]["seed"]
         for key in ("dataset", "data_path", "trial"):
             if getattr(args, key, None) is not None:

@@ -48,6 +48,19 @@ CHOICES = {
 }
 
 
+def engine_loss_settings(loss: dict) -> dict:
+    """A ``loss`` config section in the training engines' terms (``func`` -> ``loss_func``)."""
+    out = dict(loss)
+    out["loss_func"] = out.pop("func")
+    return out
+
+
+def model_settings() -> dict:
+    """Default network settings of the backends' ``build_model`` (the ``model`` section
+    without the file path ``pretrain``), so a missing key means the same thing everywhere."""
+    return {k: copy.deepcopy(v) for k, v in DEFAULTS["model"].items() if k != "pretrain"}
+
+
 def _merge(base: dict, new: dict, where: str = "") -> dict:
     out = copy.deepcopy(base)
     for k, v in new.items():

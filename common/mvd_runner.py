@@ -20,7 +20,7 @@ from typing import Dict, List
 import numpy as np
 
 from common import mvd_data
-from common.config import save_config
+from common.config import engine_loss_settings, save_config
 from common.errors import ReidError
 from common.metrics import evaluate_features
 from common.report import RunLog, format_table, mean_rows, summarize
@@ -33,13 +33,6 @@ COLUMNS = ("setting", "R1", "R10", "R20", "mAP", "mINP")
 def checkpoint_path(cfg: dict, backend_name: str, which: str) -> str:
     folder = os.path.join(cfg["train"]["log_dir"], cfg["train"]["ckpt"])
     return os.path.join(folder, f"{backend_name}_{which}{CKPT_EXT[backend_name]}")
-
-
-def engine_loss_cfg(cfg: dict) -> dict:
-    """The ``loss`` config section in the engine's terms (``func`` -> ``loss_func``)."""
-    loss = dict(cfg["loss"])
-    loss["loss_func"] = loss.pop("func")
-    return loss
 
 
 def setup_backend(B, cfg: dict) -> None:
@@ -113,7 +106,8 @@ def train(cfg: dict, B, echo=print) -> dict:
         B.weights.load_backbone_pretrained(model, cfg["model"]["pretrain"])
     optimizer = B.optim.build_optimizer(model, o["name"], o["lr"], o["weight_decay"], o["momentum"],
                                         o["head_lr_mult"])
-    trainer = B.engine.MVDTrainer(model, optimizer, engine_loss_cfg(cfg), cfg["runtime"]["ms_mode"])
+    trainer = B.engine.MVDTrainer(model, optimizer, engine_loss_settings(cfg["loss"]),
+                                  cfg["runtime"]["ms_mode"])
     start, best, history = 0, -1.0, []
     if t["resume"]:
         extra = B.checkpoint.load_checkpoint(t["resume"], model, optimizer)

@@ -12,6 +12,7 @@ from typing import Sequence
 
 from mindspore import nn, ops
 
+from common.config import model_settings
 from common.errors import ConfigError
 
 from .heads import BNNeck, IBClassifier, IBHead
@@ -21,10 +22,7 @@ MVD_OUTPUTS = ("feat_v", "bn_v", "logit_v", "z_v", "zlogit_v",
                "feat_i", "bn_i", "logit_i", "z_i", "zlogit_i",
                "feat_s", "bn_s", "logit_s", "z_s", "zlogit_s")
 
-MODEL_DEFAULTS = {"name": "mvd", "depth": 50, "width": 64, "last_stride": 1, "z_dim": 512,
-                  "ib_hidden": (1000, 500), "cls_hidden": 256, "dropout": 0.5,
-                  "gray_ir": False, "shallow_cam": False,
-                  "test_feature": "concat"}
+MODEL_DEFAULTS = model_settings()  # one source: common.config DEFAULTS["model"]
 MODEL_NAMES = ("mvd", "reid")
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 NORM_EPS = 1e-12  # same floor as torch.nn.functional.normalize

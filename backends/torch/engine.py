@@ -9,11 +9,13 @@ from typing import Dict
 import numpy as np
 import torch
 
+from common.config import DEFAULTS, engine_loss_settings
+
 from .device import current_device
 from .losses import mvd_loss
 
-LOSS_KEYS = ("loss_func", "margin", "T", "kl_form", "vml_weight")
-LOSS_DEFAULTS = {"loss_func": "id+tri", "margin": 0.3, "T": 1.0, "kl_form": "vsd", "vml_weight": 0.0}
+LOSS_DEFAULTS = engine_loss_settings(DEFAULTS["loss"])  # one source: common.config
+LOSS_KEYS = tuple(LOSS_DEFAULTS)
 
 
 def loss_settings(loss_cfg: dict) -> dict:
