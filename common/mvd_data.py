@@ -71,7 +71,10 @@ class CrossModalBatches:
                  erasing=False, grayscale=False, max_batches=0, rank=0, world_size=1):
         self.rgb, self.ir = rgb, ir
         self.rgb_labels, self.ir_labels = np.asarray(rgb_labels), np.asarray(ir_labels)
-        self.sampler = CrossModalIdentitySampler(self.rgb_labels, self.ir_labels, num_ids, num_pos, seed)
+        try:
+            self.sampler = CrossModalIdentitySampler(self.rgb_labels, self.ir_labels, num_ids, num_pos, seed)
+        except ValueError as e:  # too few identities for data.num_ids: a configuration problem
+            raise ConfigError(f"{e}; lower data.num_ids (--set data.num_ids=N)") from None
         self.rgb_tf = CrossModalTrain(h, w, erasing=erasing, grayscale=grayscale)
         self.ir_tf = CrossModalTrain(h, w, erasing=erasing, grayscale=False)
         self.seed, self.max_batches = seed, max_batches

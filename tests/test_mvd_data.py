@@ -65,3 +65,8 @@ def test_eval_sets_sysu_and_unknown_dataset(arrays):
     assert set(np.unique(sets[0].q_cams)) <= {2, 5} and set(np.unique(sets[2].g_cams)) <= {0, 1}
     with pytest.raises(ConfigError, match="SYSU, RegDB"):
         list(mvd_data.test_sets("Market", root, 32, 16))
+
+
+def test_too_few_identities_is_a_config_error(arrays):
+    with pytest.raises(ConfigError, match="data.num_ids"):
+        mvd_data.CrossModalBatches(*arrays[1][:4], 32, 16, num_ids=7)  # 6 identities exist

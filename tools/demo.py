@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     import pre_process_sysu
     from common import mvd_runner
     from common.config import load_config
-    from common.data import synthetic
+    from common.data import synthetic, sysu
     from common.report import format_table
 
     data = os.path.join(a.out, "SYSU-MM01")  # where synthetic.write puts the sysu layout
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
         cfg0 = load_config(a.config)
         pre_process_sysu.preprocess(data, cfg0["data"]["height"], cfg0["data"]["width"])
         print(f"synthetic SYSU-MM01 written and preprocessed in {data} ({time.time() - t0:.1f}s)")
-    n_test = len(open(os.path.join(data, "exp", "test_id.txt")).read().strip().split(","))
+    n_test = len(sysu.read_id_file(os.path.join(data, "exp", "test_id.txt")))
     rows = []
     for name in a.backends.split(","):
         overrides = [f"runtime.backend={name}", f"data.data_path={data}", f"train.ckpt=demo_{name}",
