@@ -13,7 +13,7 @@ import os
 from common.errors import ReidError
 
 BACKENDS = ("torch", "mindspore")
-MODULES = ("resnet", "heads", "mvd", "losses", "weights", "optim", "engine", "checkpoint", "device")
+MODULES = ("backbones", "heads", "mvd", "losses", "weights", "optim", "engine", "checkpoint", "device")
 ENV_VAR = "REID_BACKEND"
 
 

@@ -150,7 +150,7 @@ def test_pretrain_flag_loads_imagenet_style_weights(sysu_root, tmp_path, backend
     import torch
     from safetensors.numpy import save_file
 
-    from backends.torch.resnet import ResNet
+    from backends.torch.backbones.resnet import ResNet
     from backends.torch.weights import state_to_numpy
     torch.manual_seed(3)
     state = state_to_numpy(ResNet(depth=18, width=4))

@@ -9,7 +9,7 @@ from common.errors import CheckpointError, ConfigError  # noqa: E402
 from backends.mindspore.device import select_device  # noqa: E402
 from backends.mindspore.heads import BNNeck, IBClassifier, IBHead  # noqa: E402
 from backends.mindspore.mvd import MVD_OUTPUTS, MVDNet, ReIDNet, build_model, grayscale3  # noqa: E402
-from backends.mindspore.resnet import ChannelAttention, ResNet  # noqa: E402
+from backends.mindspore.backbones.resnet import ChannelAttention, ResNet  # noqa: E402
 from backends.mindspore.weights import (load_backbone_pretrained, load_numpy_state,  # noqa: E402
                                         state_to_numpy)
 

@@ -5,7 +5,7 @@ import torch
 
 from backends.torch.heads import BNNeck, IBClassifier, IBHead
 from backends.torch.mvd import MVD_OUTPUTS, MVDNet, ReIDNet, build_model, grayscale3
-from backends.torch.resnet import ChannelAttention, ResNet
+from backends.torch.backbones.resnet import ChannelAttention, ResNet
 from backends.torch.weights import load_backbone_pretrained, load_numpy_state, state_to_numpy
 from common.errors import CheckpointError, ConfigError
 

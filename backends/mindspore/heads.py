@@ -6,7 +6,7 @@ from typing import Sequence
 from mindspore import nn
 from mindspore.common.initializer import Normal
 
-from .resnet import BN_EPS, BN_MOMENTUM
+from .backbones.resnet import BN_EPS, BN_MOMENTUM
 
 
 def batch_norm1d(channels):

@@ -16,7 +16,7 @@ from common.config import model_settings
 from common.errors import ConfigError
 
 from .heads import BNNeck, IBClassifier, IBHead
-from .resnet import ResNet
+from .backbones.resnet import ResNet
 
 MVD_OUTPUTS = ("feat_v", "bn_v", "logit_v", "z_v", "zlogit_v",
                "feat_i", "bn_i", "logit_i", "z_i", "zlogit_i",

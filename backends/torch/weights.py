@@ -14,7 +14,7 @@ from torch import nn
 from common.errors import CheckpointError
 from common.weights import DROPPED_TORCH, describe_mismatch, diff_keys
 
-from .resnet import ResNet
+from .backbones.resnet import ResNet
 
 BACKBONE_ATTR = "backbone"
 PRETRAINED_IGNORED_PREFIXES = ("fc.",)        # ImageNet classifier: not part of a re-ID backbone

@@ -28,9 +28,9 @@ SMALL_MVD = dict(num_classes=5, depth=18, width=8, z_dim=16, ib_hidden=(32, 24),
 IMG = (2, 3, 64, 32)
 # (case id, backend module, class name, init kwargs, input shapes)
 CASES = [
-    ("resnet18", "resnet", "ResNet", dict(depth=18, width=8), [IMG]),
-    ("resnet50", "resnet", "ResNet", dict(depth=50, width=8), [IMG]),
-    ("resnet18_cam", "resnet", "ResNet", dict(depth=18, width=8, shallow_cam=True), [IMG]),
+    ("resnet18", "backbones.resnet", "ResNet", dict(depth=18, width=8), [IMG]),
+    ("resnet50", "backbones.resnet", "ResNet", dict(depth=50, width=8), [IMG]),
+    ("resnet18_cam", "backbones.resnet", "ResNet", dict(depth=18, width=8, shallow_cam=True), [IMG]),
     ("bnneck", "heads", "BNNeck", dict(in_dim=16, num_classes=5), [(4, 16)]),
     ("ibhead", "heads", "IBHead", dict(in_dim=16, z_dim=8, hidden=(12, 10)), [(4, 16)]),
     ("ibclassifier", "heads", "IBClassifier", dict(z_dim=8, num_classes=5, hidden=6, dropout=0.0), [(4, 8)]),
@@ -109,7 +109,7 @@ def _params(cases):
     params = []
     for case in cases:
         for mode in sorted(MODES):
-            slow = case[2] == "MVDNet" or (mode == "graph" and case[1] == "resnet")
+            slow = case[2] == "MVDNet" or (mode == "graph" and case[1] == "backbones.resnet")
             params.append(pytest.param(case, mode, id=f"{case[0]}-{mode}",
                                        marks=[pytest.mark.slow] if slow else []))
     return params
