@@ -1,59 +1,80 @@
 #!/usr/bin/env python
-"""Evaluate a checkpoint (SPEC 9), e.g.
+"""Evaluate a checkpoint, e.g.
 
     python test.py --dataset SYSU --data-path DATA --device-target GPU --gpu 0 --resume CKPT
 
-SYSU-MM01: all-search and indoor-search, single-shot, 10 trials (mean and per trial);
-RegDB: visible->thermal and thermal->visible of ``--trial``. The model shape comes from the
-configuration stored in the checkpoint; a checkpoint of the other framework must be converted
-first (``python -m tools.convert_weights``), a neutral ``.safetensors`` loads in either.
+The run configuration stored in the checkpoint is the bottom layer; ``--config``, ``--set``
+and the flags may change what evaluation may change (the data, the test feature, the
+runtime: each recipe's ``TEST_KEYS``) and nothing else. SYSU-MM01: all-search and
+indoor-search over ``data.eval_trials`` galleries (mean, and per trial with
+``--per-trial``); RegDB: visible->thermal and thermal->visible of ``--trial``. A checkpoint
+of the other framework is converted first (``python -m tools.convert_weights``); a neutral
+``.safetensors`` loads in either.
 """
 import sys
 
-from common.cli import SEED_FLAGS, build_parser, config_from_args, run_main
+from common.cli import Flag, SEED_FLAGS, build_parser, config_from_args, print_config, run_main
 
-TEST_FLAGS = {k: SEED_FLAGS[k] for k in ("--dataset", "--data-path", "--trial", "--device-target",
-                                          "--gpu", "--resume", "--backend", "--ms-mode", "--seed")}
+TEST_FLAGS = {f.names[0]: f for f in SEED_FLAGS if f.names[0] in (
+    "--dataset", "--data-path", "--trial", "--device-target", "--gpu", "--resume", "--backend", "--ms-mode",
+    "--seed")}
+TEST_FLAGS["--trials"] = Flag(("--trials",), "data.eval_trials", int, "SYSU gallery trials")
+
+
+def _allowed(dotted: str, patterns) -> bool:
+    section = dotted.split(".")[0]
+    return any(p == dotted or p == f"{section}.*" for p in patterns)
+
+
+def _changed_keys(old: dict, new: dict):
+    for section, values in new.items():
+        for key, value in values.items():
+            if (old.get(section) or {}).get(key) != value:
+                yield f"{section}.{key}"
 
 
 def main(argv=None) -> int:
-    parser = build_parser(__doc__.split("\n")[1], TEST_FLAGS)
-    parser.add_argument("--trials", type=int, default=None, help="SYSU gallery trials (default data.eval_trials, 10)")
+    parser = build_parser(__doc__.split("\n")[0], TEST_FLAGS)
     parser.add_argument("--per-trial", action="store_true", help="also print every trial's row")
     args = parser.parse_args(argv)
 
     def go():
         import backends
-        from common import mvd_runner
+        from common import recipes
         from common.config import validate
-        from common.errors import ReidError
+        from common.engine.loop import setup_backend
+        from common.errors import ConfigError, ReidError
         from common.report import format_table
-        cli = config_from_args(args, TEST_FLAGS)
-        path = cli["train"]["resume"]
+        probe = config_from_args(args, TEST_FLAGS)
+        path = probe["train"]["resume"]
         if not path:
             raise ReidError("no checkpoint given: pass --resume PATH (a .pth, .ckpt or .safetensors file)")
-        B = backends.get(cli["runtime"]["backend"])
+        B = backends.get(probe["runtime"]["backend"])
         extra = B.checkpoint.read_extra(path)
         if "config" not in extra or "num_classes" not in extra:
             raise ReidError(f"'{path}' carries no reid-kd configuration; expected a checkpoint written by train.py")
-        cfg = validate(extra["config"])
-        cfg["runtime"] = cli["runtime"]
-        cfg["train"]["seed"] = cli["train"]["seed"]
-        for key in ("dataset", "data_path", "trial"):
-            if getattr(args, key, None) is not None:
-                cfg["data"][key] = cli["data"][key]
-        cfg["data"]["eval_trials"] = args.trials or (10 if cfg["data"]["dataset"] == "SYSU" else 1)
+        stored = validate(extra["config"])
+        if args.method and args.method != stored["method"]["name"]:
+            raise ConfigError(f"'{path}' holds a {stored['method']['name']!r} model, not {args.method!r}")
+        cfg = config_from_args(args, TEST_FLAGS, base=stored)
+        recipe = recipes.get(cfg["method"]["name"])
+        bad = [k for k in _changed_keys(stored, cfg) if not _allowed(k, recipe.TEST_KEYS)]
+        if bad:
+            raise ConfigError(f"test.py cannot change {', '.join(bad)} (it shapes the trained model); "
+                              f"evaluation may change {', '.join(recipe.TEST_KEYS)}")
+        if args.print_config:
+            print_config(cfg)
+            return 0
         if not cfg["data"]["data_path"]:
             raise ReidError("no dataset given: pass --data-path DIR")
-        mvd_runner.setup_backend(B, cfg)
-        model = B.mvd.build_model(cfg["model"], int(extra["num_classes"]))
+        setup_backend(B, cfg)
+        model, evaluate = recipe.build_for_test(cfg, B, int(extra["num_classes"]))
         B.checkpoint.load_checkpoint(path, model)
-        trainer = mvd_runner.Extractor(B, model)
-        rows = mvd_runner.evaluate_sets(trainer, mvd_runner.load_eval_sets(cfg, cfg["data"]["eval_trials"]), cfg)
+        rows = evaluate()
         if not args.per_trial:
             rows = [r for r in rows if "/" not in r["setting"]]
         print(f"{cfg['data']['dataset']} with {B.name}, checkpoint {path}")
-        print(format_table(rows, mvd_runner.COLUMNS))
+        print(format_table(rows, recipe.COLUMNS))
         return 0
 
     return run_main(go)

@@ -1,34 +1,37 @@
 #!/usr/bin/env python
-"""Train a re-ID model (SPEC 9). MVD with the seed's command line, e.g.
+"""Train a re-ID model: ``--method`` (or the ``method.name`` of a YAML under configs/) picks
+the recipe; MVD with the seed's command line is the default, e.g.
 
     python train.py --dataset SYSU --data-path DATA --optim adam --lr 0.00035 \
         --device-target GPU --gpu 0 --pretrain resnet50.pth --backend mindspore
 
-``--config configs/<recipe>.yaml`` picks a recipe; ``--set section.key=value`` overrides
-any configuration key; explicit flags win over both.
+``--config configs/<recipe>.yaml`` picks a configuration; ``--set section.key=value``
+overrides any key; explicit flags win over both; ``--print-config`` prints the resolved
+configuration and exits.
 """
 import sys
 
-from common.cli import build_parser, config_from_args, run_main
-
-METHODS = ("mvd",)
+from common.cli import OVERWRITE, all_flags, build_parser, config_from_args, print_config, run_main
 
 
 def main(argv=None) -> int:
-    parser = build_parser(__doc__.split("\n")[1])
-    parser.add_argument("--method", default=None, choices=METHODS,
-                        help="training recipe (MVD now; VKD and KD-REID arrive with their ports)")
+    flags = all_flags((OVERWRITE,))
+    parser = build_parser(__doc__.split("\n")[0], flags)
     args = parser.parse_args(argv)
 
     def go():
+        from common import recipes
+        cfg = config_from_args(args, flags)
+        if args.print_config:
+            print_config(cfg)
+            return 0
+        recipe = recipes.get(cfg["method"]["name"])
+        recipe.check(cfg)
         import backends
-        from common import mvd_runner
-        cfg = config_from_args(args)
-        if args.method:
-            cfg["method"]["name"] = args.method
+        from common.engine.loop import fit
         B = backends.get(cfg["runtime"]["backend"])
-        summary = mvd_runner.train(cfg, B)
-        print(f"done: best Rank-1 {summary['best_R1']:.2f}% ; checkpoints in {summary['run_dir']}")
+        summary = fit(cfg, B, recipe.build, structure_keys=recipe.STRUCTURE_KEYS)
+        print(f"done: best {summary['best']:.2f} (epoch {summary['best_epoch']}); {summary['files']}")
         return 0
 
     return run_main(go)

@@ -5,7 +5,7 @@ variable, then ``torch``. Only the chosen framework is imported, and only when a
 is first touched, so a torch-only machine never imports mindspore and vice versa.
 
     B = backends.get("mindspore")
-    model = B.mvd.build_model(cfg["model"], num_classes)
+    model = B.mvd.build_model(cfg, num_classes)
 """
 import importlib
 import os
@@ -13,7 +13,10 @@ import os
 from common.errors import ReidError
 
 BACKENDS = ("torch", "mindspore")
-MODULES = ("backbones", "heads", "mvd", "losses", "weights", "optim", "engine", "checkpoint", "device")
+# the backend contract: every backend has these modules, with the same public names and
+# signatures (tests/test_backend_contract.py)
+MODULES = ("backbones", "heads", "losses", "weights", "optim", "engine", "checkpoint", "device", "bench",
+           "reid", "mvd", "mvd_loss")
 ENV_VAR = "REID_BACKEND"
 
 

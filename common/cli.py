@@ -1,70 +1,187 @@
-"""Shared command-line pieces of train.py and test.py (SPEC 9): the seed's flags mapped onto
-configuration keys, ``--config`` / ``--set`` handling, and the one-line error exit."""
+"""Shared command-line pieces of train.py and test.py: flags mapped onto configuration keys
+(the MVD seed's flags, and each recipe's reference flags), the configuration layers, and the
+one-line error exit.
+
+Configuration layers, later ones win: the schema defaults, the method's default YAML
+(``configs/<recipe default>``), ``--config FILE``, ``--set section.key=value`` (repeatable),
+the explicit flags, then ``--method``. With no ``--backend`` and no ``runtime.backend``
+setting, the backend comes from ``$REID_BACKEND``, then torch.
+"""
 import argparse
+import errno
 import os
 import sys
+from typing import Dict, NamedTuple, Optional, Sequence
 
-from common.config import CHOICES, load_config
 from common.errors import ReidError
 
-# seed flag -> (config key, type, help)
-SEED_FLAGS = {
-    "--dataset": ("data.dataset", str, "SYSU or RegDB"),
-    "--data-path": ("data.data_path", str, "dataset root (SYSU: holds cam1..cam6, exp/ and the .npy files)"),
-    "--trial": ("data.trial", int, "RegDB trial 1..10"),
-    "--optim": ("optim.name", str, "adam or sgd"),
-    "--lr": ("optim.lr", float, "initial learning rate (0.00035 adam, 0.1 sgd)"),
-    "--device-target": ("runtime.device_target", str, "CPU, GPU or Ascend"),
-    "--gpu": ("runtime.gpu", int, "device index"),
-    "--pretrain": ("model.pretrain", str, "ImageNet ResNet checkpoint (.pth or .safetensors)"),
-    "--resume": ("train.resume", str, "checkpoint to resume from (train) or to evaluate (test)"),
-    "--ckpt": ("train.ckpt", str, "experiment tag: logs go to logs/<ckpt>/"),
-    "--epochs": ("schedule.epochs", int, "number of epochs"),
-    "--warmup-steps": ("schedule.warmup_steps", int, "linear warm-up epochs"),
-    "--start-decay": ("schedule.start_decay", int, "epoch of the first lr decay"),
-    "--end-decay": ("schedule.end_decay", int, "epoch of the second lr decay"),
-    "--loss-func": ("loss.func", str, "id, id+tri or id+tri+kldiv"),
-    "--backend": ("runtime.backend", str, "torch or mindspore (default: $REID_BACKEND, then torch)"),
-    "--ms-mode": ("runtime.ms_mode", str, "MindSpore GRAPH or PYNATIVE"),
-    "--seed": ("train.seed", int, "random seed"),
-}
+
+class Flag(NamedTuple):
+    """One command-line flag: its spellings, the dotted config key it sets, its type (or
+    'store_true'), and help. ``nargs='+'`` flags set list keys."""
+    names: Sequence[str]
+    key: str
+    type: object
+    help: str
+    nargs: Optional[str] = None
 
 
-def build_parser(description: str, flags=SEED_FLAGS) -> argparse.ArgumentParser:
+SEED_FLAGS = (
+    Flag(("--dataset",), "data.dataset", str, "dataset (SYSU or RegDB for MVD)"),
+    Flag(("--data-path",), "data.data_path", str, "dataset root (SYSU: holds cam1..cam6, exp/ and the .npy files)"),
+    Flag(("--trial",), "data.trial", int, "RegDB trial 1..10"),
+    Flag(("--optim",), "optim.name", str, "adam or sgd"),
+    Flag(("--lr",), "optim.lr", float, "initial learning rate (0.00035 adam, 0.1 sgd)"),
+    Flag(("--device-target",), "runtime.device_target", str, "CPU, GPU or Ascend"),
+    Flag(("--gpu",), "runtime.gpu", int, "device index"),
+    Flag(("--pretrain",), "model.pretrain", str, "ImageNet ResNet checkpoint (.pth or .safetensors)"),
+    Flag(("--resume",), "train.resume", str, "checkpoint to resume from (train) or to evaluate (test)"),
+    Flag(("--ckpt",), "train.ckpt", str, "experiment tag: logs go to logs/<ckpt>/"),
+    Flag(("--epochs",), "schedule.epochs", int, "number of epochs"),
+    Flag(("--warmup-steps",), "schedule.warmup_steps", int, "linear warm-up epochs"),
+    Flag(("--start-decay",), "schedule.start_decay", int, "epoch (1-based) of the first lr decay"),
+    Flag(("--end-decay",), "schedule.end_decay", int, "epoch (1-based) of the last lr decay"),
+    Flag(("--loss-func",), "mvd.loss_func", str, "MVD: id, id+tri or id+tri+kldiv"),
+    Flag(("--backend",), "runtime.backend", str, "torch or mindspore (default: $REID_BACKEND, then torch)"),
+    Flag(("--ms-mode",), "runtime.ms_mode", str, "MindSpore GRAPH or PYNATIVE"),
+    Flag(("--seed",), "train.seed", int, "random seed"),
+)
+OVERWRITE = Flag(("--overwrite",), "train.overwrite", "store_true",
+                 "allow a fresh run in a run folder that already holds results")
+
+
+def all_flags(extra: Sequence[Flag] = ()) -> Dict[str, Flag]:
+    """Every flag by its first spelling: the seed's, then each recipe's ``FLAGS``."""
+    from common import recipes
+    out = {f.names[0]: f for f in SEED_FLAGS}
+    for method in recipes.METHODS:
+        for f in getattr(recipes.get(method), "FLAGS", ()):
+            if f.names[0] in out and out[f.names[0]].key != f.key:
+                raise AssertionError(f"flag {f.names[0]} maps to {out[f.names[0]].key} and {f.key}")
+            out.setdefault(f.names[0], f)
+    for f in extra:
+        out[f.names[0]] = f
+    return out
+
+
+def _dest(flag: Flag) -> str:
+    return "flag_" + flag.key.replace(".", "__")
+
+
+def build_parser(description: str, flags: Dict[str, Flag]) -> argparse.ArgumentParser:
+    """A parser with ``--method``, ``--config``, ``--set``, ``--print-config`` and ``flags``;
+    choices come from the schema, so a bad value is refused by argparse with its list."""
+    from common import recipes
+    from common.config import schema
     p = argparse.ArgumentParser(description=description)
+    p.add_argument("--method", default=None, choices=recipes.METHODS, help="training recipe (common/recipes)")
     p.add_argument("--config", default=None, help="YAML config (see configs/); flags override it")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. --set optim.weight_decay=1e-4 (repeatable)")
-    for flag, (key, typ, text) in flags.items():
-        choices = CHOICES.get(key)
-        p.add_argument(flag, type=typ, default=None, choices=choices, help=f"{text} [{key}]")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the fully resolved configuration as YAML and exit without touching data")
+    known = {}
+    for m in recipes.METHODS:
+        known.update(schema(m))
+    for flag in flags.values():
+        section, name = flag.key.split(".")
+        key = known.get(section, {}).get(name)
+        help_text = f"{flag.help} [{flag.key}]"
+        if flag.type == "store_true":
+            p.add_argument(*flag.names, dest=_dest(flag), action="store_true", default=None, help=help_text)
+            continue
+        choices = key.choices if key is not None and key.choices and flag.nargs is None else None
+        p.add_argument(*flag.names, dest=_dest(flag), type=flag.type, default=None, choices=choices,
+                       nargs=flag.nargs, help=help_text)
     return p
 
 
-def config_from_args(args, flags=SEED_FLAGS) -> dict:
-    """Defaults <- --config <- --set <- explicit seed flags. With no ``--backend`` and no
-    ``runtime.backend`` override, the backend comes from ``$REID_BACKEND``, then torch."""
-    from backends import ENV_VAR, resolve_name
-    explicit: dict = {}
-    for flag, (key, _, _) in flags.items():
-        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+def explicit_values(args, flags: Dict[str, Flag]) -> dict:
+    """The nested ``{section: {key: value}}`` of the flags given on the command line."""
+    out: dict = {}
+    for flag in flags.values():
+        value = getattr(args, _dest(flag), None)
         if value is not None:
-            section, name = key.split(".")
-            explicit.setdefault(section, {})[name] = value
-    backend_set = "backend" in explicit.get("runtime", {}) or any(
-        o.startswith("runtime.backend=") for o in args.overrides)
-    if not backend_set and os.environ.get(ENV_VAR):
-        explicit.setdefault("runtime", {})["backend"] = resolve_name()
-    return load_config(args.config, args.overrides, explicit)
+            section, name = flag.key.split(".")
+            out.setdefault(section, {})[name] = value
+    return out
+
+
+def _method_of(args, explicit: dict, user_cfg: dict, fallback: str = "mvd") -> str:
+    return (args.method or explicit.get("method", {}).get("name")
+            or (user_cfg.get("method") or {}).get("name") or fallback)
+
+
+def config_from_args(args, flags: Dict[str, Flag], base: Optional[dict] = None) -> dict:
+    """The validated configuration of a command line (layers in the module docstring).
+    ``base`` replaces the method's default YAML as the bottom layer (test.py: the
+    checkpoint's configuration)."""
+    from backends import ENV_VAR, resolve_name
+    from common import recipes
+    from common.config import load_yaml, merge, resolve, validate
+    explicit = explicit_values(args, flags)
+    user = resolve(args.config, args.overrides, explicit)
+    method = _method_of(args, explicit, user, base["method"]["name"] if base else "mvd")
+    bottom = base if base is not None else load_yaml(recipes.default_config(method))
+    cfg = merge(merge(bottom, user), {"method": {"name": method}})
+    backend_set = "backend" in user.get("runtime", {})
+    if not backend_set and os.environ.get(ENV_VAR) and base is None:
+        cfg = merge(cfg, {"runtime": {"backend": resolve_name()}})
+    return validate(cfg)
+
+
+def print_config(cfg: dict) -> None:
+    from common.config import to_yaml
+    sys.stdout.write(to_yaml(cfg))
+
+
+_OS_WORDS = {errno.ENOSPC: "no space left on device (disk full)", errno.EACCES: "permission denied",
+             errno.EPERM: "operation not permitted", errno.EROFS: "read-only file system",
+             errno.EISDIR: "is a directory, expected a file", errno.ENOTDIR: "a path component is not a folder",
+             errno.ENOENT: "no such file or folder", errno.EIO: "input/output error"}
+
+
+def os_error_line(exc: BaseException) -> str:
+    """One line for an OSError / UnicodeError met while reading or writing the user's files."""
+    try:
+        from common.errors import os_error_message
+        return os_error_message(exc)
+    except ImportError:  # pragma: no cover - older common.errors
+        pass
+    if isinstance(exc, UnicodeError):
+        return f"cannot decode a file as UTF-8 text ({exc})"
+    where = getattr(exc, "filename", None)
+    what = _OS_WORDS.get(getattr(exc, "errno", None), getattr(exc, "strerror", None) or str(exc))
+    return f"'{where}': {what}" if where else what
 
 
 def run_main(fn) -> int:
-    """Call ``fn()``; a :class:`ReidError` becomes one ``error: ...`` line and exit code 2."""
+    """Call ``fn()``; a user-facing problem becomes one ``error: ...`` line and exit code 2;
+    Ctrl-C / SIGTERM exit 130 / 143 with the resume command. ``REID_DEBUG=1`` re-raises for
+    the full traceback."""
+    from common.engine.loop import Interrupted
+    debug = os.environ.get("REID_DEBUG") == "1"
     try:
         return fn() or 0
     except ReidError as e:
+        if debug:
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (OSError, UnicodeError) as e:
+        if debug:
+            raise
+        print(f"error: {os_error_line(e)}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        if debug:
+            raise
+        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__} "
+              "(REID_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 2
+    except Interrupted as e:
+        print(e.message, file=sys.stderr)
+        return e.code
     except KeyboardInterrupt:
-        print("interrupted; resume with --resume logs/<ckpt>/<backend>_last.*", file=sys.stderr)
+        print("interrupted", file=sys.stderr)
         return 130

@@ -149,7 +149,8 @@ class CrossModalIdentitySampler:
     """
 
     def __init__(self, rgb_labels: Sequence[int], ir_labels: Sequence[int], B: int = 8,
-                 P: int = 4, seed: int = 0):
+                 P: int = 4, seed: int = 0, extra_batch: bool = True):
+        self.extra_batch = bool(extra_batch)
         self.rgb_by_pid = group_by_pid(rgb_labels)
         self.ir_by_pid = group_by_pid(ir_labels)
         self.ids = np.array(sorted(set(self.rgb_by_pid) & set(self.ir_by_pid)), dtype=np.int64)
@@ -164,8 +165,10 @@ class CrossModalIdentitySampler:
 
     @property
     def num_batches(self) -> int:
-        """Batches in one epoch over all ranks: ``N // (B*P) + 1``, N = max(#rgb, #ir)."""
-        return self.n_items // (self.B * self.P) + 1
+        """Batches in one epoch over all ranks: ``N // (B*P) + 1``, N = max(#rgb, #ir)
+        (``extra_batch=False``: ``N // (B*P)``, what the MindSpore port's loader yields after
+        ``drop_remainder``)."""
+        return self.n_items // (self.B * self.P) + int(self.extra_batch)
 
     def _epoch_batches(self, epoch: int) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
         rng = epoch_rng(self.seed, epoch)
@@ -190,3 +193,30 @@ class CrossModalIdentitySampler:
         """This rank's items of ``epoch`` flattened: a list of ``(rgb_idx, ir_idx, label)``."""
         return [(int(r), int(i), int(y)) for rgb, ir, lab in self.batches(epoch, rank, world_size)
                 for r, i, y in zip(rgb, ir, lab)]
+
+
+class EpochCrossModalSampler(CrossModalIdentitySampler):
+    """The original MVD code's ``CamRandomIdentitySampler`` (reid/utils/data/sampler.py),
+    regrouped into [B*P RGB | B*P IR] batches: every epoch visits every identity once in a
+    random order (an epoch permutation); per identity P RGB and P IR items are drawn without
+    replacement when it has at least P of them, else with replacement; consecutive groups of
+    B identities form the batches (``n_ids // B`` per epoch, the last partial group dropped
+    as the reference's ``drop_last``)."""
+
+    @property
+    def num_batches(self) -> int:
+        return len(self.ids) // self.B
+
+    def _epoch_batches(self, epoch: int) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        rng = epoch_rng(self.seed, epoch)
+        order = self.ids[rng.permutation(len(self.ids))]
+        out = []
+        for b in range(self.num_batches):
+            chosen = order[b * self.B:(b + 1) * self.B]
+            rgb, ir = [], []
+            for pid in chosen:
+                for pool, dest in ((self.rgb_by_pid[int(pid)], rgb), (self.ir_by_pid[int(pid)], ir)):
+                    dest.append(rng.choice(pool, size=self.P, replace=len(pool) < self.P))
+            out.append((np.concatenate(rgb).astype(np.int64), np.concatenate(ir).astype(np.int64),
+                        np.repeat(chosen, self.P).astype(np.int64)))
+        return out

@@ -90,6 +90,32 @@ def random_erasing(chw, rng, p=0.5, area=(0.02, 0.4), aspect=(0.3, 3.3), value=0
     return out
 
 
+def random_erasing_tv(chw, rng, p=0.5, area=(0.02, 0.33), aspect=(0.3, 3.3), value=0.0, attempts=10):
+    """torchvision / MindSpore ``RandomErasing`` with their defaults (the MVD MindSpore port's
+    ``vision.RandomErasing(prob=0.5)``): with probability p, up to ``attempts`` draws of an
+    area ``uniform(area) * H * W`` and an aspect ratio ``exp(uniform(log aspect))``; the first
+    ``h = round(sqrt(S*r))``, ``w = round(sqrt(S/r))`` with ``h < H`` and ``w < W`` is set to
+    ``value`` at a uniform position."""
+    out = np.array(chw, dtype=np.float32, copy=True)
+    if out.ndim != 3:
+        raise ValueError(f"random_erasing_tv: expected a C x H x W array, got shape {out.shape}")
+    if rng.random() >= p:
+        return out
+    _, H, W = out.shape
+    log_lo, log_hi = np.log(aspect[0]), np.log(aspect[1])
+    for _ in range(int(attempts)):
+        target = rng.uniform(area[0], area[1]) * H * W
+        ratio = float(np.exp(rng.uniform(log_lo, log_hi)))
+        eh = int(round(np.sqrt(target * ratio)))
+        ew = int(round(np.sqrt(target / ratio)))
+        if 0 < eh < H and 0 < ew < W:
+            top = int(rng.integers(0, H - eh + 1))
+            left = int(rng.integers(0, W - ew + 1))
+            out[:, top:top + eh, left:left + ew] = value
+            return out
+    return out
+
+
 def random_grayscale(img, rng, p=0.5):
     """With probability p, replace RGB by 3 copies of PIL's luma ``L`` (ITU-R 601-2) (SPEC 4, MVD)."""
     arr = _check_hwc(img)
@@ -137,34 +163,51 @@ class _Pipeline:
 
 
 class CrossModalTrain(_Pipeline):
-    """MVD train (SPEC 4): [resize to h x w with LANCZOS if the input has another size] ->
-    pad 10 -> random crop h x w -> flip -> [grayscale p 0.5] -> normalise -> [erasing p 0.5].
-    Grayscale and erasing are the MindSpore port's options: build with ``grayscale=True``
-    for the RGB stream only."""
+    """MVD train pipelines (SPEC 4). Per image: resize to h x w (``resize``: LANCZOS as the
+    preprocessing of both MVD codebases, or bilinear as the original's ``T.Resize``; a no-op
+    when the image already has that size) -> [pad ``pad`` -> random crop h x w] -> flip ->
+    [random grayscale p 0.5] -> normalise -> [random erasing p 0.5].
 
-    def __init__(self, h=288, w=144, erasing=False, grayscale=False):
+    * ``erasing_style='zhong'``: :func:`random_erasing` (area 0.02-0.4, uniform aspect 0.3-3.3,
+      100 attempts); ``'torchvision'``: :func:`random_erasing_tv`, the MindSpore port's
+      ``vision.RandomErasing`` defaults (area 0.02-0.33, log-uniform aspect, 10 attempts).
+    * The MindSpore port (``research/cv/MVD/train.py``): pad 0 (its RandomCrop of the image's
+      own size is a no-op), grayscale on the RGB stream only, flip, erasing (torchvision
+      style) on both streams. The original PyTorch code (``mm01.py``): bilinear resize to
+      256x128, flip only (its padding is 0 and its erasing probability 0).
+    Build with ``grayscale=True`` for the RGB stream only."""
+
+    def __init__(self, h=288, w=144, erasing=False, grayscale=False, pad=10, resize="lanczos",
+                 erasing_style="zhong"):
+        if erasing_style not in ("zhong", "torchvision"):
+            raise ConfigError(f"unknown erasing_style {erasing_style!r}; expected 'zhong' or 'torchvision'")
         self.h, self.w, self.erasing, self.grayscale = h, w, erasing, grayscale
+        self.pad, self.resize, self.erasing_style = int(pad), resize, erasing_style
 
     def one(self, img, rng):
-        x = resize(img, self.h, self.w, "lanczos")
-        x = random_crop(pad(x, 10), self.h, self.w, rng)
+        x = resize(img, self.h, self.w, self.resize)
+        if self.pad > 0:
+            x = random_crop(pad(x, self.pad), self.h, self.w, rng)
         x = hflip(x, rng)
         if self.grayscale:
             x = random_grayscale(x, rng)
         x = normalize(x)
-        return random_erasing(x, rng) if self.erasing else x
+        if not self.erasing:
+            return x
+        return random_erasing(x, rng) if self.erasing_style == "zhong" else random_erasing_tv(x, rng)
 
 
 class CrossModalTest(_Pipeline):
-    """MVD test (SPEC 4): resize h x w (LANCZOS, as the reference's loader) -> normalise."""
+    """MVD test (SPEC 4): resize h x w (LANCZOS as the port's loader, or bilinear as the
+    original's ``T.Resize``) -> normalise."""
 
     needs_rng = False
 
-    def __init__(self, h=288, w=144):
-        self.h, self.w = h, w
+    def __init__(self, h=288, w=144, resize="lanczos"):
+        self.h, self.w, self.resize = h, w, resize
 
     def one(self, img, rng=None):
-        return normalize(resize(img, self.h, self.w, "lanczos"))
+        return normalize(resize(img, self.h, self.w, self.resize))
 
 
 class VideoTrain(_Pipeline):

@@ -1,131 +1,145 @@
-"""MVD (Multi-View Distillation) network and the plain BNNeck re-ID model in MindSpore
-(SPEC section 6).
+"""MVD network and training step, MindSpore (Tian et al., CVPR 2021; recipe:
+``common/recipes/mvd.py``). Mirrors ``backends/torch/mvd.py`` name for name; see its
+docstring for the flows and the test features.
 
-MVDNet holds three encoders (visible, infrared, shared), each ResNet -> GAP -> BNNeck ->
-information-bottleneck head -> IB classifier. ``build_model`` turns the ``model`` section of
-a run configuration into a network. Mirrors ``backends/torch/mvd.py`` name for name.
-
-Note: a MindSpore Cell starts in inference mode (``training`` False) whereas a torch Module
-starts in train mode; callers must call ``set_train(True)`` / ``set_train(False)``.
+A MindSpore Cell starts in inference mode (``training`` False) whereas a torch Module starts
+in train mode; callers use ``set_train``.
 """
-from typing import Sequence
+from typing import Dict, Sequence, Tuple
 
+import numpy as np
+import mindspore as ms
 from mindspore import nn, ops
 
-from common.config import model_settings
 from common.errors import ConfigError
+from common.netspec import MVD_FLOWS, MVD_TEST_FEATURES, MVD_TEST_NORMS
 
+from . import engine
+from .backbones import build_backbone
 from .heads import BNNeck, IBClassifier, IBHead
-from .backbones.resnet import ResNet
+from .mvd_loss import objective
 
-MVD_OUTPUTS = ("feat_v", "bn_v", "logit_v", "z_v", "zlogit_v",
-               "feat_i", "bn_i", "logit_i", "z_i", "zlogit_i",
-               "feat_s", "bn_s", "logit_s", "z_s", "zlogit_s")
+__all__ = ["l2_normalize_rows", "MVDEncoder", "MVDNet", "MVDTrainer", "build_model", "extract", "grayscale3", "global_average_pool"]
 
-MODEL_DEFAULTS = model_settings()  # one source: common.config DEFAULTS["model"]
-MODEL_NAMES = ("mvd", "reid")
-GRAY_WEIGHTS = (0.299, 0.587, 0.114)
-NORM_EPS = 1e-12  # same floor as torch.nn.functional.normalize
+
+NORM_EPS = 1e-12  # the floor of torch.nn.functional.normalize
 
 
 def global_average_pool(feature_map):
-    """(N, C, H, W) -> (N, C) mean over the spatial positions (SPEC section 6)."""
+    """(N, C, H, W) -> (N, C) mean over the spatial positions."""
     return ops.mean(feature_map, (2, 3))
 
 
-TEST_FEATURES = ("concat", "shared", "all")
-
-
-def check_test_feature(name: str) -> str:
-    if name not in TEST_FEATURES:
-        raise ValueError(f"unknown test_feature {name!r}: expected one of {', '.join(TEST_FEATURES)}")
-    return name
-
-
-def grayscale3(rgb):
-    """0.299R + 0.587G + 0.114B replicated to 3 channels (original MVD code's gray branch,
-    SPEC 6). Applied to whatever tensor is given (the original code converts the normalised
-    batch)."""
-    gray = GRAY_WEIGHTS[0] * rgb[:, 0:1] + GRAY_WEIGHTS[1] * rgb[:, 1:2] + GRAY_WEIGHTS[2] * rgb[:, 2:3]
+def grayscale3(x, coeffs: Sequence[float] = (0.2989, 0.5870, 0.1440)):
+    """``c_R·R + c_G·G + c_B·B`` of ``x`` (N, 3, H, W) replicated to 3 channels (both MVD codebases'
+    ``to_edge``, applied to the normalised batch)."""
+    gray = coeffs[0] * x[:, 0:1] + coeffs[1] * x[:, 1:2] + coeffs[2] * x[:, 2:3]
     return ops.tile(gray, (1, 3, 1, 1))
 
 
 def l2_normalize_rows(x):
     """x / max(||x||_2, 1e-12) row-wise, as torch.nn.functional.normalize(p=2, dim=1)."""
-    norm = ops.norm(x, dim=1, keepdim=True)
-    return x / ops.clamp(norm, min=NORM_EPS)
+    return x / ops.clamp(ops.norm(x, dim=1, keepdim=True), min=NORM_EPS)
+
+
+def _check(name: str, value: str, allowed) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}: expected one of {', '.join(allowed)}")
+    return value
 
 
 class MVDEncoder(nn.Cell):
-    """One MVD view encoder: backbone, BNNeck, IB head and IB classifier (SPEC section 6).
+    """One MVD view encoder: backbone, BNNeck (``neck``), IB encoder (``ib``) and IB classifier
+    (``ib_classifier``). construct(x) -> (logit, feat, zlogit, z): BNNeck logits, BN feature,
+    IB logits, IB code."""
 
-    construct(x) -> (feat, bn_feat, logits, z, z_logits) with feat the pooled backbone map."""
-
-    def __init__(self, num_classes, depth, width, last_stride, z_dim,
-                 ib_hidden: Sequence[int], cls_hidden, dropout, shallow_cam):
+    def __init__(self, num_classes: int, arch: str, width: int, last_stride: int, shallow_cam: bool,
+                 z_dim: int, ib_hidden: Sequence[int], cls_hidden: int, dropout: float, neck_bias: str,
+                 classifier_bias: bool, head_init: str):
         super().__init__()
-        self.backbone = ResNet(depth=depth, last_stride=last_stride, width=width, shallow_cam=shallow_cam)
-        feat_dim = self.backbone.feat_dim
-        self.neck = BNNeck(feat_dim, num_classes)
-        self.ib = IBHead(feat_dim, z_dim, ib_hidden)
-        self.ib_classifier = IBClassifier(z_dim, num_classes, cls_hidden, dropout)
+        self.backbone = build_backbone(arch, width=width, last_stride=last_stride, shallow_cam=shallow_cam)
+        dim = self.backbone.feat_dim
+        self.neck = BNNeck(dim, num_classes, bias_trainable=(neck_bias == "trainable"),
+                           classifier_bias=classifier_bias, init=head_init)
+        self.ib = IBHead(dim, z_dim, ib_hidden, init=head_init)
+        self.ib_classifier = IBClassifier(z_dim, num_classes, cls_hidden, dropout, init=head_init)
 
     def construct(self, x):
-        feat = global_average_pool(self.backbone(x))
-        bn_feat, logits = self.neck(feat)
-        z = self.ib(bn_feat)
-        return feat, bn_feat, logits, z, self.ib_classifier(z)
+        feat, logit = self.neck(global_average_pool(self.backbone(x)))
+        z = self.ib(feat)
+        return logit, feat, self.ib_classifier(z), z
 
 
 class MVDNet(nn.Cell):
-    """Three-encoder MVD model (SPEC section 6). construct(rgb, ir) returns the 15 tensors
-    named in ``MVD_OUTPUTS``: visible encoder on rgb (B rows), infrared encoder on ir (or on
-    grayscale(rgb) when ``gray_ir``; B rows), shared encoder on concat([rgb, ir]) (2B rows)."""
+    """Three-encoder MVD model; see the module docstring for ``flow``. Defaults equal the
+    configuration schema's (``common/defaults.py`` model section, ``common/recipes/mvd.py``
+    mvd section); the recipes' YAML files set each reference's values.
 
-    def __init__(self, num_classes, depth=50, width=64, last_stride=1, z_dim=512,
-                 ib_hidden: Sequence[int] = (1000, 500), cls_hidden=256, dropout=0.5,
-                 gray_ir=False, shallow_cam=False, test_feature="concat"):
+    Test feature (:meth:`extract`), ``test_feature``:
+    * ``'four'`` (both references): BN features of visible(x), shared(x), infrared(grey(x)),
+      shared(grey(x)); ``test_norm='parts'`` L2-normalises each (the port), ``'joint'`` the
+      concatenation (the original); the same for query and gallery, whatever the modality;
+    * ``'shared'``: the shared encoder's BN feature of x;
+    * ``'concat'``: (the modality's own encoder, shared), jointly normalised;
+    * ``'all'``: (visible, infrared, shared) of the same image, jointly normalised.
+    """
+
+    def __init__(self, num_classes: int, arch: str = "resnet50", width: int = 64, last_stride: int = 1,
+                 shallow_cam: bool = False, z_dim: int = 512, ib_hidden: Sequence[int] = (1000, 500),
+                 cls_hidden: int = 256, dropout: float = 0.5, flow: str = "reference",
+                 gray_coeffs: Sequence[float] = (0.2989, 0.5870, 0.1440), gray_ir: bool = False,
+                 neck_bias: str = "trainable", classifier_bias: bool = True, head_init: str = "port",
+                 test_feature: str = "four", test_norm: str = "parts"):
         super().__init__()
-        args = (num_classes, depth, width, last_stride, z_dim, tuple(ib_hidden), cls_hidden,
-                dropout, shallow_cam)
+        args = (num_classes, arch, width, last_stride, shallow_cam, z_dim, tuple(ib_hidden), cls_hidden, dropout,
+                _check("neck_bias", neck_bias, ("trainable", "frozen")), classifier_bias, head_init)
         self.visible = MVDEncoder(*args)
         self.infrared = MVDEncoder(*args)
         self.shared = MVDEncoder(*args)
+        self.flow = _check("flow", flow, MVD_FLOWS)
+        self.gray_coeffs = tuple(float(c) for c in gray_coeffs)
         self.gray_ir = bool(gray_ir)
-        self.test_feature = check_test_feature(test_feature)
+        self.test_feature = _check("test_feature", test_feature, MVD_TEST_FEATURES)
+        self.test_norm = _check("test_norm", test_norm, MVD_TEST_NORMS)
+        if self.test_feature == "four" and self.flow == "routed":
+            raise ValueError("test_feature 'four' needs flow 'reference'")
         self.feat_dim = self.visible.backbone.feat_dim
 
+    def grey(self, x):
+        return grayscale3(x, self.gray_coeffs)
+
     def construct(self, rgb, ir):
-        out_v = self.visible(rgb)
+        if self.flow == "reference":
+            x = ops.concat((rgb, ir), axis=0)
+            g = self.grey(x)
+            return self.visible(x) + self.infrared(g) + self.shared(x) + self.shared(g)
+        b = rgb.shape[0]
+        shared = self.shared(ops.concat((rgb, ir), axis=0))
         if self.gray_ir:
-            out_i = self.infrared(grayscale3(rgb))
+            out_i = self.infrared(self.grey(rgb))
         else:
             out_i = self.infrared(ir)
-        out_s = self.shared(ops.concat((rgb, ir), axis=0))
-        return out_v + out_i + out_s
+        return (self.visible(rgb) + out_i + (shared[0][:b], shared[1][:b], shared[2][:b], shared[3][:b])
+                + (shared[0][b:], shared[1][b:], shared[2][b:], shared[3][b:]))
 
-    def extract(self, x, modality):
-        """Test feature (SPEC section 6), L2-normalised, chosen by ``test_feature``:
-
-        * ``'concat'`` (SPEC 6 wording): concat(enc.bn_feat, shared.bn_feat) with enc the
-          visible encoder for 'visible' and the infrared one for 'infrared' -> 2*feat_dim;
-        * ``'shared'``: the shared (modality-consistent) encoder's bn_feat -> feat_dim;
-        * ``'all'`` (the original code's layout): visible, infrared and shared bn_feat of
-          the same image -> 3*feat_dim.
-
-        With ``'concat'`` a query and a gallery image are described by different encoders, so
-        the two modality-specific halves only agree as far as training aligned them; on the
-        synthetic SYSU-MM01 ``'shared'`` ranks far better (README, MVD notes). When
-        ``gray_ir`` the infrared encoder sees grayscale(x), as in training.
-        """
+    def extract(self, x, modality: str):
+        """Test feature of ``x`` seen as ``modality`` ('visible' or 'infrared'); see the class
+        docstring."""
         if modality not in ("visible", "infrared"):
             raise ValueError(f"unknown modality {modality!r}: expected 'visible' or 'infrared'")
+        if self.test_feature == "four":
+            g = self.grey(x)
+            parts = (self.visible(x)[1], self.shared(x)[1], self.infrared(g)[1], self.shared(g)[1])
+            if self.test_norm == "parts":
+                return ops.concat([l2_normalize_rows(p) for p in parts], axis=1)
+            return l2_normalize_rows(ops.concat(parts, axis=1))
         shared = self.shared(x)[1]
         if self.test_feature == "shared":
             return l2_normalize_rows(shared)
-        infrared = self.infrared(grayscale3(x) if self.gray_ir else x)[1] if (
-            modality == "infrared" or self.test_feature == "all") else None
-        visible = self.visible(x)[1] if (modality == "visible" or self.test_feature == "all") else None
+        need_ir = modality == "infrared" or self.test_feature == "all"
+        need_v = modality == "visible" or self.test_feature == "all"
+        infrared = self.infrared(self.grey(x) if self.gray_ir else x)[1] if need_ir else None
+        visible = self.visible(x)[1] if need_v else None
         if self.test_feature == "all":
             parts = (visible, infrared, shared)
         else:
@@ -133,41 +147,41 @@ class MVDNet(nn.Cell):
         return l2_normalize_rows(ops.concat(parts, axis=1))
 
 
-class ReIDNet(nn.Cell):
-    """Plain BNNeck re-ID model: ResNet -> GAP -> BNNeck (SPEC section 6).
-
-    construct(x) -> (feat, bn_feat, logits)."""
-
-    def __init__(self, num_classes, depth=50, width=64, last_stride=1):
-        super().__init__()
-        self.backbone = ResNet(depth=depth, last_stride=last_stride, width=width)
-        self.neck = BNNeck(self.backbone.feat_dim, num_classes)
-        self.feat_dim = self.backbone.feat_dim
-
-    def construct(self, x):
-        feat = global_average_pool(self.backbone(x))
-        bn_feat, logits = self.neck(feat)
-        return feat, bn_feat, logits
-
-
-def build_model(cfg_model: dict, num_classes):
-    """Build MVDNet ('mvd') or ReIDNet ('reid') from a config ``model`` section (network
-    contract, SPEC 6). Missing keys take ``MODEL_DEFAULTS``; keys not used by the chosen
-    model are ignored (the configuration loader validates key names)."""
-    cfg = dict(MODEL_DEFAULTS)
-    cfg.update(cfg_model or {})
-    name = cfg["name"]
-    if name not in MODEL_NAMES:
-        raise ConfigError(f"unknown model.name {name!r}: expected one of {list(MODEL_NAMES)}")
+def build_model(cfg: dict, num_classes: int) -> MVDNet:
+    """MVDNet from a run configuration (its ``model`` and ``mvd`` sections)."""
+    m, mv = cfg["model"], cfg["mvd"]
     try:
-        if name == "reid":
-            return ReIDNet(num_classes, depth=int(cfg["depth"]), width=int(cfg["width"]),
-                           last_stride=int(cfg["last_stride"]))
-        return MVDNet(num_classes, depth=int(cfg["depth"]), width=int(cfg["width"]),
-                      last_stride=int(cfg["last_stride"]), z_dim=int(cfg["z_dim"]),
-                      ib_hidden=tuple(int(h) for h in cfg["ib_hidden"]),
-                      cls_hidden=int(cfg["cls_hidden"]), dropout=float(cfg["dropout"]),
-                      gray_ir=bool(cfg["gray_ir"]), shallow_cam=bool(cfg["shallow_cam"]),
-                      test_feature=str(cfg["test_feature"]))
-    except ValueError as exc:  # bad depth etc.: report as a configuration problem
-        raise ConfigError(f"model section: {exc}") from exc
+        return MVDNet(num_classes, arch=m["arch"], width=m["width"], last_stride=m["last_stride"],
+                      shallow_cam=mv["shallow_cam"], z_dim=mv["z_dim"], ib_hidden=mv["ib_hidden"],
+                      cls_hidden=mv["cls_hidden"], dropout=mv["dropout"], flow=mv["flow"],
+                      gray_coeffs=mv["gray_coeffs"], gray_ir=mv["gray_ir"], neck_bias=mv["neck_bias"],
+                      classifier_bias=mv["classifier_bias"], head_init=mv["head_init"],
+                      test_feature=mv["test_feature"], test_norm=mv["test_norm"])
+    except ValueError as exc:  # a bad combination: report as a configuration problem
+        raise ConfigError(f"MVD network: {exc}") from None
+
+
+class MVDTrainer:
+    """One MVD training step at a time: the objective of ``settings`` (the ``mvd`` section)
+    on the 16 outputs, one backward, one optimizer step (skipped when non-finite).
+    In GRAPH ``ms_mode`` the whole step (forward, gradient, update) is one compiled graph."""
+
+    def __init__(self, model: MVDNet, optimizer, settings: dict, ms_mode: str = "GRAPH"):
+        self.model, self.optimizer = model, optimizer
+        loss_fn, self.names = objective(settings, model.flow)
+
+        def forward_loss(rgb, ir, labels):
+            return loss_fn(model(rgb, ir), labels)
+
+        self.step = engine.TrainStep(model, optimizer, forward_loss, self.names,
+                                     (ms.float32, ms.float32, ms.int64), ms_mode)
+
+    def train_step(self, rgb: np.ndarray, ir: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
+        """(rgb, ir) NCHW float32 batches of B images each and their ``labels`` (B,), identity
+        aligned; returns the loss terms as floats ('total' first)."""
+        return self.step(rgb, ir, labels)
+
+
+def extract(model: MVDNet, images: np.ndarray, modality: str, batch_size: int = 64) -> np.ndarray:
+    """Test features (N, D) of NCHW float32 ``images`` seen as ``modality`` (eval mode)."""
+    return engine.extract(model, images, batch_size, modality=modality)

@@ -15,14 +15,14 @@ implement torch's formulas:
     g ← g + λθ;  m ← m + (1-β1)(g - m);  v ← β2 v + (1-β2) g²
     θ ← θ - lr/(1-β1^t) · m / (sqrt(v)/sqrt(1-β2^t) + ε)
 
-* SGD (``torch.optim.SGD``, dampening 0, nesterov False)::
+* SGD (``torch.optim.SGD``, dampening 0)::
 
     g ← g + λθ;  b ← μ b + g  (b starts at 0, so the first step gives b = g as in torch);  θ ← θ - lr·b
+    Nesterov: θ ← θ - lr·(g + μ b)  (``ops.ApplyMomentum(use_nesterov=True)``, the same formula)
 
 Learning rates live in Parameters (one scalar per group) so :func:`set_group_lrs` never
 triggers a GRAPH-mode recompilation (it writes in place: see :func:`assign_inplace`).
-Parameter groups, in order: [backbone, everything else] (SPEC 8 MVD: backbone at lr, heads
-at 10·lr). The update runs eagerly in PYNATIVE mode and is compiled with the rest of the
+Parameter groups, in order: [backbone group, head group] (the rule is ``common.param_groups``). The update runs eagerly in PYNATIVE mode and is compiled with the rest of the
 step when the engine wraps the step in ``mindspore.jit``.
 """
 from typing import Dict, List, Sequence
@@ -30,9 +30,12 @@ from typing import Dict, List, Sequence
 import numpy as np
 from mindspore import nn, ops, Parameter, ParameterTuple, Tensor
 
+from common.defaults import OPTIMIZERS
 from common.errors import CheckpointError
+from common.param_groups import split_names
 
-OPTIMIZERS = ("adam", "sgd")
+__all__ = ["OPTIMIZERS", "TorchAdam", "TorchSGD", "assign_inplace", "split_groups", "build_optimizer",
+           "set_group_lrs", "get_group_lrs"]
 LRS_NAME = "reid_opt.lrs"
 STEP_NAME = "reid_opt.step"
 
@@ -45,6 +48,7 @@ _sgd_update = ops.MultitypeFuncGraph("torch_sgd_update")
 
 _fused_adam = ops.Adam()
 _fused_momentum = ops.ApplyMomentum()
+_fused_nesterov = ops.ApplyMomentum(use_nesterov=True)
 
 
 @_adam_update.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor",
@@ -59,12 +63,16 @@ def _adam_one(lr, beta1_power, beta2_power, beta1, beta2, eps_t, weight_decay, g
     return True
 
 
-@_sgd_update.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor")
-def _sgd_one(lr, momentum, weight_decay, grad, param, buf):
-    """torch.optim.SGD single-tensor update (dampening 0, nesterov False) through the fused
-    ``ops.ApplyMomentum`` kernel, whose ``b ← μ b + g; θ ← θ - lr·b`` is torch's formula."""
+@_sgd_update.register("Bool", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor")
+def _sgd_one(nesterov, lr, momentum, weight_decay, grad, param, buf):
+    """torch.optim.SGD single-tensor update (dampening 0) through the fused
+    ``ops.ApplyMomentum`` kernel, whose ``b ← μ b + g; θ ← θ - lr·b`` (Nesterov:
+    ``θ ← θ - lr·(g + μ b)``) is torch's formula."""
     grad = grad + weight_decay * param
-    _fused_momentum(param, buf, lr, grad, momentum)
+    if nesterov:
+        _fused_nesterov(param, buf, lr, grad, momentum)
+    else:
+        _fused_momentum(param, buf, lr, grad, momentum)
     return True
 
 
@@ -171,9 +179,10 @@ class TorchSGD(_GroupedOptimizer):
 
     state_prefixes = ("momentum_buffer",)
 
-    def __init__(self, groups, lrs, momentum=0.9, weight_decay=0.0):
+    def __init__(self, groups, lrs, momentum=0.9, weight_decay=0.0, nesterov=False):
         super().__init__(groups, lrs, weight_decay)
         self.momentum = _scalar(momentum)
+        self.nesterov = bool(nesterov)
         self.momentum_buffer = self.parameters.clone(prefix="momentum_buffer", init="zeros")
 
     def construct(self, gradients):
@@ -182,37 +191,35 @@ class TorchSGD(_GroupedOptimizer):
             start, end = self.bounds[gid]
             if start == end:
                 continue
-            self.hyper_map(ops.partial(_sgd_update, self.lrs[gid], self.momentum, self.weight_decay),
+            self.hyper_map(ops.partial(_sgd_update, self.nesterov, self.lrs[gid], self.momentum, self.weight_decay),
                            gradients[start:end], self.parameters[start:end],
                            self.momentum_buffer[start:end])
         return True
 
 
-def is_backbone(name: str) -> bool:
-    """SPEC 8 grouping rule: a parameter belongs to a backbone when its name starts with
-    'backbone.' or contains '.backbone.'."""
-    return name.startswith("backbone.") or ".backbone." in name
-
-
-def split_groups(model: nn.Cell):
-    """[backbone params, other trainable params] of ``model`` (frozen ones excluded)."""
-    trainable = list(model.trainable_params())
-    backbone = [p for p in trainable if is_backbone(p.name)]
-    heads = [p for p in trainable if not is_backbone(p.name)]
-    return [backbone, heads]
+def split_groups(model: nn.Cell, backbone_modules: Sequence[str] = ("backbone",)):
+    """[backbone-group params, head-group params] of ``model``'s trainable parameters (frozen
+    ones excluded); names are the cells' attribute paths, as torch's ``named_parameters``."""
+    trainable = {name: p for name, p in model.parameters_and_names() if p.requires_grad}
+    backbone, heads = split_names(trainable, backbone_modules)
+    return [[trainable[n] for n in backbone], [trainable[n] for n in heads]]
 
 
 def build_optimizer(model: nn.Cell, name: str = "adam", lr: float = 3.5e-4, weight_decay: float = 5e-4,
-                    momentum: float = 0.9, head_lr_mult: float = 10.0) -> _GroupedOptimizer:
-    """Two parameter groups [backbone at ``lr``, the rest at ``lr·head_lr_mult``] (SPEC 8);
-    'adam' (betas 0.9/0.999, eps 1e-8, L2 decay) or 'sgd' (momentum, no nesterov)."""
+                    momentum: float = 0.9, nesterov: bool = False, betas: Sequence[float] = (0.9, 0.999),
+                    backbone_modules: Sequence[str] = ("backbone",),
+                    lr_mults: Sequence[float] = (1.0, 1.0)) -> _GroupedOptimizer:
+    """'adam' (eps 1e-8, L2 decay) or 'sgd' over the two groups of :func:`split_groups`, with
+    learning rates ``lr·lr_mults[g]`` (backends/torch/optim.py has the same signature)."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}")
-    groups = split_groups(model)
-    lrs = [lr, lr * head_lr_mult]
+    groups = split_groups(model, backbone_modules)
+    lrs = [lr * lr_mults[0], lr * lr_mults[1]]
     if name == "adam":
-        return TorchAdam(groups, lrs, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
-    return TorchSGD(groups, lrs, momentum=momentum, weight_decay=weight_decay)
+        return TorchAdam(groups, lrs, betas=tuple(betas), eps=1e-8, weight_decay=weight_decay)
+    if nesterov and momentum <= 0:
+        raise ValueError("Nesterov momentum requires a momentum > 0")
+    return TorchSGD(groups, lrs, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
 
 
 def set_group_lrs(optimizer: _GroupedOptimizer, lrs: List[float]) -> None:

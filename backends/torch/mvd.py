@@ -1,123 +1,151 @@
-"""MVD (Multi-View Distillation) network and the plain BNNeck re-ID model (SPEC section 6).
+"""MVD network and training step, PyTorch (Tian et al., CVPR 2021; recipe:
+``common/recipes/mvd.py``).
 
-MVDNet holds three encoders (visible, infrared, shared), each ResNet -> GAP -> BNNeck ->
-information-bottleneck head -> IB classifier. ``build_model`` turns the ``model`` section of
-a run configuration into a network.
+:class:`MVDNet` holds three encoders (``visible``, ``infrared``, ``shared``), each a backbone
+-> global average pooling -> BNNeck -> information-bottleneck encoder -> IB classifier.
+``forward(rgb, ir)`` returns the 16 tensors of ``common.netspec.MVD_OUTPUT_NAMES``:
+
+* ``flow='reference'`` (both reference codebases: the MindSpore port's ``src/models/mvd.py``
+  and the original's ``reid/models/newresnet.py``): the batch x = [rgb; ir] (2B images) goes
+  through four paths: visible(x), infrared(grey(x)), shared(x), shared(grey(x)), where
+  grey(x) = c_R·R + c_G·G + c_B·B of the normalised tensor copied to 3 channels
+  (``gray_coeffs``: port 0.2989/0.5870/0.1440, original 0.2989/0.5870/0.1140). Every path
+  has 2B rows; the shared encoder runs twice (two sets of BatchNorm batch statistics).
+* ``flow='routed'`` (the paper's reading, this project's earlier default): visible(rgb),
+  infrared(ir) (or infrared(grey(rgb)) with ``gray_ir``), shared([rgb; ir]) in one call
+  split into its rgb and ir halves. Every path has B rows.
+
+:class:`MVDTrainer` computes the recipe's objective (``mvd.loss``: port, original or routed;
+``backends/torch/losses.py``) and applies one optimizer step through
+:class:`backends.torch.engine.TrainStep`. The MindSpore twin (backends/mindspore/mvd.py)
+mirrors this module name for name.
 """
-from typing import Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from common.config import model_settings
 from common.errors import ConfigError
+from common.netspec import MVD_FLOWS, MVD_TEST_FEATURES, MVD_TEST_NORMS
 
+from . import engine
+from .backbones import build_backbone
 from .heads import BNNeck, IBClassifier, IBHead
-from .backbones.resnet import ResNet
+from .mvd_loss import objective
 
-MVD_OUTPUTS = ("feat_v", "bn_v", "logit_v", "z_v", "zlogit_v",
-               "feat_i", "bn_i", "logit_i", "z_i", "zlogit_i",
-               "feat_s", "bn_s", "logit_s", "z_s", "zlogit_s")
-
-MODEL_DEFAULTS = model_settings()  # one source: common.config DEFAULTS["model"]
-MODEL_NAMES = ("mvd", "reid")
-GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+__all__ = ["MVDEncoder", "MVDNet", "MVDTrainer", "build_model", "extract", "grayscale3", "global_average_pool"]
 
 
 def global_average_pool(feature_map: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) -> (N, C) mean over the spatial positions (SPEC section 6)."""
+    """(N, C, H, W) -> (N, C) mean over the spatial positions."""
     return feature_map.mean(dim=(2, 3))
 
 
-TEST_FEATURES = ("concat", "shared", "all")
-
-
-def check_test_feature(name: str) -> str:
-    if name not in TEST_FEATURES:
-        raise ValueError(f"unknown test_feature {name!r}: expected one of {', '.join(TEST_FEATURES)}")
-    return name
-
-
-def grayscale3(rgb: torch.Tensor) -> torch.Tensor:
-    """0.299R + 0.587G + 0.114B replicated to 3 channels (original MVD code's gray branch).
-
-    Applied to whatever tensor is given (the original code converts the normalised batch).
-    """
-    r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
-    gray = GRAY_WEIGHTS[0] * r + GRAY_WEIGHTS[1] * g + GRAY_WEIGHTS[2] * b
+def grayscale3(x: torch.Tensor, coeffs: Sequence[float] = (0.2989, 0.5870, 0.1440)) -> torch.Tensor:
+    """``c_R·R + c_G·G + c_B·B`` of ``x`` (N, 3, H, W) replicated to 3 channels (both MVD codebases'
+    ``to_edge``, applied to the normalised batch)."""
+    gray = coeffs[0] * x[:, 0:1] + coeffs[1] * x[:, 1:2] + coeffs[2] * x[:, 2:3]
     return gray.expand(-1, 3, -1, -1).contiguous()
 
 
+def _check(name: str, value: str, allowed) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}: expected one of {', '.join(allowed)}")
+    return value
+
+
 class MVDEncoder(nn.Module):
-    """One MVD view encoder: backbone, BNNeck, IB head and IB classifier (SPEC section 6).
+    """One MVD view encoder: backbone, BNNeck (``neck``), IB encoder (``ib``) and IB classifier
+    (``ib_classifier``). forward(x) -> (logit, feat, zlogit, z): BNNeck logits, BN feature,
+    IB logits, IB code."""
 
-    forward(x) -> (feat, bn_feat, logits, z, z_logits) with feat the pooled backbone map.
-    """
-
-    def __init__(self, num_classes: int, depth: int, width: int, last_stride: int, z_dim: int,
-                 ib_hidden: Sequence[int], cls_hidden: int, dropout: float, shallow_cam: bool):
+    def __init__(self, num_classes: int, arch: str, width: int, last_stride: int, shallow_cam: bool,
+                 z_dim: int, ib_hidden: Sequence[int], cls_hidden: int, dropout: float, neck_bias: str,
+                 classifier_bias: bool, head_init: str):
         super().__init__()
-        self.backbone = ResNet(depth=depth, last_stride=last_stride, width=width, shallow_cam=shallow_cam)
-        feat_dim = self.backbone.feat_dim
-        self.neck = BNNeck(feat_dim, num_classes)
-        self.ib = IBHead(feat_dim, z_dim, ib_hidden)
-        self.ib_classifier = IBClassifier(z_dim, num_classes, cls_hidden, dropout)
+        self.backbone = build_backbone(arch, width=width, last_stride=last_stride, shallow_cam=shallow_cam)
+        dim = self.backbone.feat_dim
+        self.neck = BNNeck(dim, num_classes, bias_trainable=(neck_bias == "trainable"),
+                           classifier_bias=classifier_bias, init=head_init)
+        self.ib = IBHead(dim, z_dim, ib_hidden, init=head_init)
+        self.ib_classifier = IBClassifier(z_dim, num_classes, cls_hidden, dropout, init=head_init)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        feat = global_average_pool(self.backbone(x))
-        bn_feat, logits = self.neck(feat)
-        z = self.ib(bn_feat)
-        return feat, bn_feat, logits, z, self.ib_classifier(z)
+        feat, logit = self.neck(global_average_pool(self.backbone(x)))
+        z = self.ib(feat)
+        return logit, feat, self.ib_classifier(z), z
 
 
 class MVDNet(nn.Module):
-    """Three-encoder MVD model (SPEC section 6). forward(rgb, ir) returns the 15 tensors named
-    in :data:`MVD_OUTPUTS`: visible encoder on rgb (B rows), infrared encoder on ir (or on
-    grayscale(rgb) when ``gray_ir``; B rows), shared encoder on concat([rgb, ir]) (2B rows).
+    """Three-encoder MVD model; see the module docstring for ``flow``. Defaults equal the
+    configuration schema's (``common/defaults.py`` model section, ``common/recipes/mvd.py``
+    mvd section); the recipes' YAML files set each reference's values.
+
+    Test feature (:meth:`extract`), ``test_feature``:
+    * ``'four'`` (both references): BN features of visible(x), shared(x), infrared(grey(x)),
+      shared(grey(x)); ``test_norm='parts'`` L2-normalises each (the port), ``'joint'`` the
+      concatenation (the original); the same for query and gallery, whatever the modality;
+    * ``'shared'``: the shared encoder's BN feature of x;
+    * ``'concat'``: (the modality's own encoder, shared), jointly normalised;
+    * ``'all'``: (visible, infrared, shared) of the same image, jointly normalised.
     """
 
-    def __init__(self, num_classes: int, depth: int = 50, width: int = 64, last_stride: int = 1,
-                 z_dim: int = 512, ib_hidden: Sequence[int] = (1000, 500), cls_hidden: int = 256,
-                 dropout: float = 0.5, gray_ir: bool = False, shallow_cam: bool = False,
-                 test_feature: str = "concat"):
+    def __init__(self, num_classes: int, arch: str = "resnet50", width: int = 64, last_stride: int = 1,
+                 shallow_cam: bool = False, z_dim: int = 512, ib_hidden: Sequence[int] = (1000, 500),
+                 cls_hidden: int = 256, dropout: float = 0.5, flow: str = "reference",
+                 gray_coeffs: Sequence[float] = (0.2989, 0.5870, 0.1440), gray_ir: bool = False,
+                 neck_bias: str = "trainable", classifier_bias: bool = True, head_init: str = "port",
+                 test_feature: str = "four", test_norm: str = "parts"):
         super().__init__()
-        args = (num_classes, depth, width, last_stride, z_dim, tuple(ib_hidden), cls_hidden, dropout, shallow_cam)
+        args = (num_classes, arch, width, last_stride, shallow_cam, z_dim, tuple(ib_hidden), cls_hidden, dropout,
+                _check("neck_bias", neck_bias, ("trainable", "frozen")), classifier_bias, head_init)
         self.visible = MVDEncoder(*args)
         self.infrared = MVDEncoder(*args)
         self.shared = MVDEncoder(*args)
-        self.gray_ir = gray_ir
-        self.test_feature = check_test_feature(test_feature)
+        self.flow = _check("flow", flow, MVD_FLOWS)
+        self.gray_coeffs = tuple(float(c) for c in gray_coeffs)
+        self.gray_ir = bool(gray_ir)
+        self.test_feature = _check("test_feature", test_feature, MVD_TEST_FEATURES)
+        self.test_norm = _check("test_norm", test_norm, MVD_TEST_NORMS)
+        if self.test_feature == "four" and self.flow == "routed":
+            raise ValueError("test_feature 'four' needs flow 'reference'")
         self.feat_dim = self.visible.backbone.feat_dim
 
+    def grey(self, x: torch.Tensor) -> torch.Tensor:
+        return grayscale3(x, self.gray_coeffs)
+
     def forward(self, rgb: torch.Tensor, ir: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        out_v = self.visible(rgb)
-        out_i = self.infrared(grayscale3(rgb) if self.gray_ir else ir)
-        out_s = self.shared(torch.cat([rgb, ir], dim=0))
-        return tuple(out_v) + tuple(out_i) + tuple(out_s)
+        if self.flow == "reference":
+            x = torch.cat([rgb, ir], dim=0)
+            g = self.grey(x)
+            paths = (self.visible(x), self.infrared(g), self.shared(x), self.shared(g))
+        else:
+            b = rgb.shape[0]
+            shared = self.shared(torch.cat([rgb, ir], dim=0))
+            paths = (self.visible(rgb), self.infrared(self.grey(rgb) if self.gray_ir else ir),
+                     tuple(t[:b] for t in shared), tuple(t[b:] for t in shared))
+        return tuple(t for path in paths for t in path)
 
     def extract(self, x: torch.Tensor, modality: str) -> torch.Tensor:
-        """Test feature (SPEC section 6), L2-normalised, chosen by ``test_feature``:
-
-        * ``'concat'`` (SPEC 6 wording): concat(enc.bn_feat, shared.bn_feat) with enc the
-          visible encoder for 'visible' and the infrared one for 'infrared' -> 2*feat_dim;
-        * ``'shared'``: the shared (modality-consistent) encoder's bn_feat -> feat_dim;
-        * ``'all'`` (the original code's layout): visible, infrared and shared bn_feat of
-          the same image -> 3*feat_dim.
-
-        With ``'concat'`` a query and a gallery image are described by different encoders, so
-        the two modality-specific halves only agree as far as training aligned them; on the
-        synthetic SYSU-MM01 ``'shared'`` ranks far better (README, MVD notes). When
-        ``gray_ir`` the infrared encoder sees grayscale(x), as in training.
-        """
+        """Test feature of ``x`` seen as ``modality`` ('visible' or 'infrared'); see the class
+        docstring."""
         if modality not in ("visible", "infrared"):
             raise ValueError(f"unknown modality {modality!r}: expected 'visible' or 'infrared'")
+        if self.test_feature == "four":
+            g = self.grey(x)
+            parts = (self.visible(x)[1], self.shared(x)[1], self.infrared(g)[1], self.shared(g)[1])
+            if self.test_norm == "parts":
+                return torch.cat([F.normalize(p, p=2, dim=1) for p in parts], dim=1)
+            return F.normalize(torch.cat(parts, dim=1), p=2, dim=1)
         shared = self.shared(x)[1]
         if self.test_feature == "shared":
             return F.normalize(shared, p=2, dim=1)
-        infrared = self.infrared(grayscale3(x) if self.gray_ir else x)[1] if (
-            modality == "infrared" or self.test_feature == "all") else None
-        visible = self.visible(x)[1] if (modality == "visible" or self.test_feature == "all") else None
+        need_ir = modality == "infrared" or self.test_feature == "all"
+        need_v = modality == "visible" or self.test_feature == "all"
+        infrared = self.infrared(self.grey(x) if self.gray_ir else x)[1] if need_ir else None
+        visible = self.visible(x)[1] if need_v else None
         if self.test_feature == "all":
             parts = (visible, infrared, shared)
         else:
@@ -125,48 +153,41 @@ class MVDNet(nn.Module):
         return F.normalize(torch.cat(parts, dim=1), p=2, dim=1)
 
 
-class ReIDNet(nn.Module):
-    """Plain BNNeck re-ID model: ResNet -> GAP -> BNNeck (SPEC section 6).
-
-    forward(x) -> (feat, bn_feat, logits).
-    """
-
-    def __init__(self, num_classes: int, depth: int = 50, width: int = 64, last_stride: int = 1):
-        super().__init__()
-        self.backbone = ResNet(depth=depth, last_stride=last_stride, width=width)
-        self.neck = BNNeck(self.backbone.feat_dim, num_classes)
-        self.feat_dim = self.backbone.feat_dim
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        feat = global_average_pool(self.backbone(x))
-        bn_feat, logits = self.neck(feat)
-        return feat, bn_feat, logits
-
-
-def build_model(cfg_model: dict, num_classes: int) -> nn.Module:
-    """Build MVDNet ('mvd') or ReIDNet ('reid') from a config ``model`` section (network
-    contract). Missing keys take :data:`MODEL_DEFAULTS`; keys not used by the chosen model
-    are ignored (the configuration loader validates key names).
-    """
-    cfg = dict(MODEL_DEFAULTS)
-    cfg.update(cfg_model or {})
-    name = cfg["name"]
-    if name not in MODEL_NAMES:
-        raise ConfigError(f"unknown model.name {name!r}: expected one of {list(MODEL_NAMES)}")
+def build_model(cfg: dict, num_classes: int) -> MVDNet:
+    """MVDNet from a run configuration (its ``model`` and ``mvd`` sections)."""
+    m, mv = cfg["model"], cfg["mvd"]
     try:
-        if name == "reid":
-            return ReIDNet(num_classes, depth=int(cfg["depth"]), width=int(cfg["width"]),
-                           last_stride=int(cfg["last_stride"]))
-        return _build_mvd(cfg, num_classes)
-    except ValueError as exc:  # bad depth etc.: report as a configuration problem
-        raise ConfigError(f"model section: {exc}") from exc
+        return MVDNet(num_classes, arch=m["arch"], width=m["width"], last_stride=m["last_stride"],
+                      shallow_cam=mv["shallow_cam"], z_dim=mv["z_dim"], ib_hidden=mv["ib_hidden"],
+                      cls_hidden=mv["cls_hidden"], dropout=mv["dropout"], flow=mv["flow"],
+                      gray_coeffs=mv["gray_coeffs"], gray_ir=mv["gray_ir"], neck_bias=mv["neck_bias"],
+                      classifier_bias=mv["classifier_bias"], head_init=mv["head_init"],
+                      test_feature=mv["test_feature"], test_norm=mv["test_norm"])
+    except ValueError as exc:  # a bad combination: report as a configuration problem
+        raise ConfigError(f"MVD network: {exc}") from None
 
 
-def _build_mvd(cfg: dict, num_classes: int) -> MVDNet:
-    """MVDNet from a completed model configuration (defaults already filled in)."""
-    return MVDNet(num_classes, depth=int(cfg["depth"]), width=int(cfg["width"]),
-                  last_stride=int(cfg["last_stride"]), z_dim=int(cfg["z_dim"]),
-                  ib_hidden=tuple(int(h) for h in cfg["ib_hidden"]), cls_hidden=int(cfg["cls_hidden"]),
-                  dropout=float(cfg["dropout"]), gray_ir=bool(cfg["gray_ir"]),
-                  shallow_cam=bool(cfg["shallow_cam"]),
-                  test_feature=str(cfg["test_feature"]))
+class MVDTrainer:
+    """One MVD training step at a time: the objective of ``settings`` (the ``mvd`` section)
+    on the 16 outputs, one backward, one optimizer step (skipped when non-finite).
+    ``ms_mode`` is accepted for symmetry with the MindSpore engine and ignored."""
+
+    def __init__(self, model: MVDNet, optimizer, settings: dict, ms_mode: str = "GRAPH"):
+        self.model, self.optimizer = model, optimizer
+        loss_fn, self.names = objective(settings, model.flow)
+
+        def forward_loss(rgb, ir, labels):
+            return loss_fn(model(rgb, ir), labels)
+
+        self.step = engine.TrainStep(model, optimizer, forward_loss, self.names,
+                                     (torch.float32, torch.float32, torch.int64))
+
+    def train_step(self, rgb: np.ndarray, ir: np.ndarray, labels: np.ndarray) -> Dict[str, float]:
+        """(rgb, ir) NCHW float32 batches of B images each and their ``labels`` (B,), identity
+        aligned; returns the loss terms as floats ('total' first)."""
+        return self.step(rgb, ir, labels)
+
+
+def extract(model: MVDNet, images: np.ndarray, modality: str, batch_size: int = 64) -> np.ndarray:
+    """Test features (N, D) of NCHW float32 ``images`` seen as ``modality`` (eval mode)."""
+    return engine.extract(model, images, batch_size, modality=modality)

@@ -1,52 +1,48 @@
-"""Optimizers for the PyTorch backend (SPEC section 8).
+"""Optimizers for the PyTorch backend.
 
-Two parameter groups, in this order: [backbone parameters, every other trainable
-parameter] at ``lr`` and ``lr·head_lr_mult`` (MVD: heads at 10·lr). Adam is
-``torch.optim.Adam`` (betas 0.9/0.999, eps 1e-8, L2 weight decay added to the gradient, not
-AdamW); SGD is ``torch.optim.SGD`` with momentum, dampening 0, nesterov False. Frozen
-parameters (``requires_grad`` False, e.g. the BNNeck bias) are left out. The MindSpore
-backend re-implements exactly these update formulas (backends/mindspore/optim.py).
+Two parameter groups, in this order: [backbone group, head group] (the rule is
+``common.param_groups``), with learning rates ``lr·lr_mults[0]`` and ``lr·lr_mults[1]``.
+Adam is ``torch.optim.Adam`` (L2 weight decay added to the gradient, not AdamW); SGD is
+``torch.optim.SGD`` with momentum, dampening 0 and optional Nesterov momentum. Frozen
+parameters (``requires_grad`` False, e.g. a frozen BNNeck shift) are left out. The
+MindSpore backend re-implements exactly these update formulas (backends/mindspore/optim.py).
 """
-from typing import List
+from typing import List, Sequence
 
 import torch
 from torch import nn
 
-OPTIMIZERS = ("adam", "sgd")
+from common.defaults import OPTIMIZERS
+from common.param_groups import split_names
+
+__all__ = ["OPTIMIZERS", "split_groups", "build_optimizer", "set_group_lrs", "get_group_lrs"]
 
 
-def is_backbone(name: str) -> bool:
-    """SPEC 8 grouping rule: a parameter belongs to a backbone when its name starts with
-    'backbone.' or contains '.backbone.'."""
-    return name.startswith("backbone.") or ".backbone." in name
-
-
-def split_groups(model: nn.Module):
-    """[backbone params, other trainable params] of ``model``, in ``named_parameters`` order."""
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    backbone = [p for n, p in trainable if is_backbone(n)]
-    heads = [p for n, p in trainable if not is_backbone(n)]
-    return [backbone, heads]
+def split_groups(model: nn.Module, backbone_modules: Sequence[str] = ("backbone",)):
+    """[backbone-group params, head-group params] of ``model``'s trainable parameters."""
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    backbone, heads = split_names(trainable, backbone_modules)
+    return [[trainable[n] for n in backbone], [trainable[n] for n in heads]]
 
 
 def build_optimizer(model: nn.Module, name: str = "adam", lr: float = 3.5e-4, weight_decay: float = 5e-4,
-                    momentum: float = 0.9, head_lr_mult: float = 10.0) -> torch.optim.Optimizer:
-    """Two parameter groups [backbone at ``lr``, the rest at ``lr·head_lr_mult``] (SPEC 8);
-    'adam' or 'sgd' as described in the module docstring. The multi-tensor
-    (``foreach``) update is used on every device: the same formula as the single-tensor one
-    (mirrored by the MindSpore backend) in 2.7x less time on CPU (ResNet-50 x 3 encoders:
-    0.22 s against 0.60 s per Adam step)."""
+                    momentum: float = 0.9, nesterov: bool = False, betas: Sequence[float] = (0.9, 0.999),
+                    backbone_modules: Sequence[str] = ("backbone",),
+                    lr_mults: Sequence[float] = (1.0, 1.0)) -> torch.optim.Optimizer:
+    """'adam' (eps 1e-8) or 'sgd' over the two groups of :func:`split_groups`. The
+    multi-tensor (``foreach``) update is used: the same formula as the single-tensor one
+    (mirrored by the MindSpore backend) in 2.7x less time on CPU."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}")
-    backbone, heads = split_groups(model)
+    backbone, heads = split_groups(model, backbone_modules)
     if not backbone and not heads:
         raise ValueError("optimizer got no trainable parameters")
-    groups = [{"params": backbone, "lr": lr}, {"params": heads, "lr": lr * head_lr_mult}]
+    groups = [{"params": backbone, "lr": lr * lr_mults[0]}, {"params": heads, "lr": lr * lr_mults[1]}]
     if name == "adam":
-        return torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8,
-                                weight_decay=weight_decay, foreach=True)
-    return torch.optim.SGD(groups, lr=lr, momentum=momentum, dampening=0.0,
-                           weight_decay=weight_decay, nesterov=False, foreach=True)
+        return torch.optim.Adam(groups, lr=lr, betas=tuple(betas), eps=1e-8, weight_decay=weight_decay,
+                                foreach=True)
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, dampening=0.0, weight_decay=weight_decay,
+                           nesterov=bool(nesterov), foreach=True)
 
 
 def set_group_lrs(optimizer: torch.optim.Optimizer, lrs: List[float]) -> None:

@@ -1,9 +1,9 @@
-"""Cross-modal (MVD) data pipeline, framework-neutral (SPEC 2.1, 2.2, 3, 4, 8).
+"""Cross-modal (SYSU-MM01, RegDB) data pipeline of MVD, framework-neutral.
 
 * :func:`load_train_arrays` reads SYSU-MM01's preprocessed ``.npy`` files (or RegDB's trial
   lists, resized at load like the reference) into uint8 NHWC arrays with labels 0..C-1.
-* :class:`CrossModalBatches` turns them into ``(rgb, ir, labels)`` float32 NCHW batches with the
-  MVD identity sampler and the MVD train transforms; every batch's randomness comes from
+* :class:`CrossModalBatches` turns them into ``(rgb, ir, labels)`` float32 NCHW batches with an
+  MVD identity sampler and MVD train transforms; every batch's randomness comes from
   ``np.random.default_rng([seed, epoch, batch])`` so a resumed epoch sees the same batches
   and ranks never overlap. A background thread prepares the next batch while the model runs.
 * :func:`test_sets` yields the evaluation settings (SYSU all/indoor search per trial, RegDB
@@ -18,8 +18,10 @@ import numpy as np
 from common.data import regdb, sysu
 from common.data.base import Record, read_image
 from common.errors import ConfigError
-from common.samplers import CrossModalIdentitySampler
+from common.samplers import CrossModalIdentitySampler, EpochCrossModalSampler
 from common.transforms import CrossModalTest, CrossModalTrain, resize
+
+SAMPLERS = ("port", "original", "routed")
 
 DATASETS = ("SYSU", "RegDB")
 
@@ -30,12 +32,13 @@ def check_dataset(name: str) -> str:
     return name
 
 
-def load_images(paths: List[str], h: int, w: int, desc: str = "loading") -> np.ndarray:
-    """Read and LANCZOS-resize images to a uint8 (N, h, w, 3) array, with a progress bar."""
+def load_images(paths: List[str], h: int, w: int, desc: str = "loading", method: str = "lanczos") -> np.ndarray:
+    """Read and resize (``method``: 'lanczos' or 'bilinear') images to a uint8 (N, h, w, 3)
+    array, with a progress bar."""
     from tqdm import tqdm
     out = np.empty((len(paths), h, w, 3), np.uint8)
     for i, p in enumerate(tqdm(paths, desc=desc, leave=False, disable=len(paths) < 200)):
-        out[i] = resize(read_image(p), h, w, "lanczos")
+        out[i] = resize(read_image(p), h, w, method)
     return out
 
 
@@ -64,19 +67,31 @@ def load_train_arrays(dataset: str, root: str, trial: int = 1, h: int = 288, w: 
             _relabel(np.array([r.pid for r in the]), mapping), len(mapping))
 
 
-class CrossModalBatches:
-    """Epoch iterator of MVD training batches (SPEC 3 cross-modal sampler, SPEC 4 transforms)."""
+def make_sampler(kind: str, rgb_labels, ir_labels, num_ids: int, num_pos: int, seed: int):
+    """The identity sampler of a recipe: 'port' (ids without replacement per batch, images with
+    replacement, ``N // (B*P)`` batches: the MindSpore port's ``IdentitySampler`` after
+    ``drop_remainder``), 'routed' (the same with ``N // (B*P) + 1`` batches) or 'original'
+    (an epoch permutation of identities: the original code's ``CamRandomIdentitySampler``)."""
+    if kind not in SAMPLERS:
+        raise ConfigError(f"unknown cross-modal sampler {kind!r}; expected one of {', '.join(SAMPLERS)}")
+    try:
+        if kind == "original":
+            return EpochCrossModalSampler(rgb_labels, ir_labels, num_ids, num_pos, seed)
+        return CrossModalIdentitySampler(rgb_labels, ir_labels, num_ids, num_pos, seed,
+                                         extra_batch=(kind == "routed"))
+    except ValueError as e:  # too few identities for data.num_ids: a configuration problem
+        raise ConfigError(f"{e}; lower data.num_ids (--set data.num_ids=N)") from None
 
-    def __init__(self, rgb, rgb_labels, ir, ir_labels, h, w, num_ids=8, num_pos=4, seed=0,
-                 erasing=False, grayscale=False, max_batches=0, rank=0, world_size=1):
+
+class CrossModalBatches:
+    """Epoch iterator of MVD training batches: a sampler from :func:`make_sampler` and one train
+    transform per stream (``rgb_tf``, ``ir_tf``: :class:`common.transforms.CrossModalTrain`)."""
+
+    def __init__(self, rgb, rgb_labels, ir, ir_labels, rgb_tf, ir_tf, sampler, seed=0, max_batches=0,
+                 rank=0, world_size=1):
         self.rgb, self.ir = rgb, ir
         self.rgb_labels, self.ir_labels = np.asarray(rgb_labels), np.asarray(ir_labels)
-        try:
-            self.sampler = CrossModalIdentitySampler(self.rgb_labels, self.ir_labels, num_ids, num_pos, seed)
-        except ValueError as e:  # too few identities for data.num_ids: a configuration problem
-            raise ConfigError(f"{e}; lower data.num_ids (--set data.num_ids=N)") from None
-        self.rgb_tf = CrossModalTrain(h, w, erasing=erasing, grayscale=grayscale)
-        self.ir_tf = CrossModalTrain(h, w, erasing=erasing, grayscale=False)
+        self.sampler, self.rgb_tf, self.ir_tf = sampler, rgb_tf, ir_tf
         self.seed, self.max_batches = seed, max_batches
         self.rank, self.world_size = rank, world_size
 
@@ -139,13 +154,13 @@ class EvalSet(NamedTuple):
     g_modality: str
 
 
-def _arrays(records: List[Record], h, w, desc):
-    return (load_images([r.path for r in records], h, w, desc),
+def _arrays(records: List[Record], h, w, desc, method="lanczos"):
+    return (load_images([r.path for r in records], h, w, desc, method),
             np.array([r.pid for r in records], np.int64), np.array([r.camid for r in records], np.int64))
 
 
 def test_sets(dataset: str, root: str, h: int, w: int, trials=range(10), modes=("all", "indoor"),
-              regdb_trial: int = 1, seed: int = 0) -> Iterator[EvalSet]:
+              regdb_trial: int = 1, seed: int = 0, method: str = "lanczos") -> Iterator[EvalSet]:
     """Evaluation settings (SPEC 2.1, 2.2, 5).
 
     SYSU: query = IR images of cams 3/6 (read once); for each mode and trial a single-shot
@@ -157,23 +172,23 @@ def test_sets(dataset: str, root: str, h: int, w: int, trials=range(10), modes=(
     if dataset == "RegDB":
         for direction in ("v2t", "t2v"):
             q, g = regdb.test_sets(root, regdb_trial, direction)
-            qa, ga = _arrays(q, h, w, "RegDB query"), _arrays(g, h, w, "RegDB gallery")
+            qa, ga = _arrays(q, h, w, "RegDB query", method), _arrays(g, h, w, "RegDB gallery", method)
             qm, gm = ("visible", "infrared") if direction == "v2t" else ("infrared", "visible")
             yield EvalSet(direction, "regdb", *qa, qm, *ga, gm)
         return
-    query = _arrays(sysu.query_records(root), h, w, "SYSU query")
+    query = _arrays(sysu.query_records(root), h, w, "SYSU query", method)
     for mode in modes:
         full = sysu.gallery_records(root, mode, single_shot=False)
         index = {r.path: i for i, r in enumerate(full)}
-        images, pids, cams = _arrays(full, h, w, f"SYSU {mode} gallery")
+        images, pids, cams = _arrays(full, h, w, f"SYSU {mode} gallery", method)
         for trial in trials:
             pick = np.array([index[r.path] for r in sysu.gallery_records(root, mode, trial, True, seed)])
             yield EvalSet(f"{mode}/trial{trial}", "sysu", *query, "infrared",
                           images[pick], pids[pick], cams[pick], "visible")
 
 
-def to_batches(images: np.ndarray, h: int, w: int, batch_size: int) -> Iterator[np.ndarray]:
+def to_batches(images: np.ndarray, h: int, w: int, batch_size: int, method: str = "lanczos") -> Iterator[np.ndarray]:
     """Test-transform ``images`` (uint8 NHWC) into float32 NCHW batches."""
-    tf = CrossModalTest(h, w)
+    tf = CrossModalTest(h, w, method)
     for s in range(0, len(images), batch_size):
         yield np.stack([tf(im) for im in images[s:s + batch_size]])

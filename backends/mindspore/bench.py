@@ -1,0 +1,36 @@
+"""Benchmark kernels of the MindSpore backend (benchmarks/train_step.py): the bare work a
+training step is compared against. Kept out of the training engine."""
+import numpy as np
+import mindspore as ms
+
+from .engine import check_mode
+
+__all__ = ["forward_backward", "sync"]
+
+_STEPS = {}
+
+
+def sync(device=None) -> None:
+    """Wait for queued device work (``mindspore.runtime.synchronize`` when available)."""
+    try:
+        ms.runtime.synchronize()
+    except AttributeError:  # pragma: no cover - older MindSpore
+        pass
+
+
+def forward_backward(module, x, ms_mode: str = "GRAPH") -> None:
+    """Train-mode forward of ``module`` on ``x`` (NCHW) and the gradient of ``sum()`` of its
+    output w.r.t. its trainable parameters; returns once the result is computed. The gradient
+    function is built (and, in GRAPH mode, compiled) once per module and mode."""
+    module.set_train(True)
+    key = (id(module), check_mode(ms_mode))
+    cached = _STEPS.get(key)
+    if cached is None or cached[0] is not module:
+        def loss_fn(images):
+            return module(images).sum()
+        grad_fn = ms.grad(loss_fn, None, module.trainable_params())
+        cached = (module, ms.jit(grad_fn) if ms_mode == "GRAPH" else grad_fn)
+        _STEPS[key] = cached
+    x = x if isinstance(x, ms.Tensor) else ms.Tensor(np.asarray(x, dtype=np.float32))
+    grads = cached[1](x)
+    grads[0].asnumpy()

@@ -1,0 +1,26 @@
+"""Benchmark kernels of the PyTorch backend (benchmarks/train_step.py): the bare work a
+training step is compared against. Kept out of the training engine."""
+import numpy as np
+import torch
+
+from .engine import model_device
+
+__all__ = ["forward_backward", "sync"]
+
+
+def sync(device) -> None:
+    """Wait for queued device work (CUDA), so wall-clock timing is meaningful."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def forward_backward(module: torch.nn.Module, x, ms_mode: str = "GRAPH") -> None:
+    """Train-mode forward of ``module`` on ``x`` (NCHW) and the gradient of ``sum()`` of its
+    output w.r.t. its parameters; returns once the device has finished. ``ms_mode`` is
+    accepted for symmetry with the MindSpore kernel and ignored."""
+    module.train()
+    device = model_device(module)
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32), device=device) if not isinstance(x, torch.Tensor) else x
+    module.zero_grad(set_to_none=True)
+    module(x).sum().backward()
+    sync(device)

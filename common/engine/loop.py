@@ -1,0 +1,228 @@
+"""One framework-free epoch loop for every method (torchreid's engine / Keras' ``fit``,
+without their indirection): :func:`fit`.
+
+A method's recipe (``common/recipes/<name>.py``) builds a :class:`MethodRun` (data, model,
+optimizer, the backend's training step, evaluation); this loop owns everything else:
+run-folder protection and late creation (:mod:`common.engine.rundir`), resume, the
+learning rate per epoch, the progress bar, non-finite-loss handling, evaluation cadence,
+best and last checkpoints, logs and the config dump.
+
+Guarantees (tested in tests/test_loop_*.py for both backends):
+* resume is exact: batches and augmentation draw from ``(seed, epoch, batch)`` and the
+  framework RNG is re-seeded with ``seed + epoch`` at the start of each epoch, so an
+  interrupted run continues with the same losses and parameters as an uninterrupted one;
+* checkpoints are written atomically inside a signal-deferring critical section: SIGTERM or
+  Ctrl-C during a write finishes the write, then stops with exit code 143 / 130 and the
+  resume command;
+* a non-finite loss never updates the parameters (the backends' steps skip such updates);
+  with ``train.nonfinite=stop`` the run stops at the first one naming epoch, step, loss term
+  and learning rate, keeping the last good checkpoint; with ``skip`` the step is skipped
+  (up to ``train.max_skipped`` in a row).
+"""
+import math
+import os
+import time
+from collections import defaultdict
+from typing import Dict, Iterator, List, Optional
+
+from common.engine import signals
+from common.engine.rundir import RunDir, RunLog
+from common.errors import ReidError
+from common.report import format_table
+
+CKPT_EXT = {"torch": ".pth", "mindspore": ".ckpt"}
+COLUMNS = ("setting", "R1", "R10", "R20", "mAP", "mINP")
+
+
+class DivergenceError(ReidError):
+    """The loss became non-finite (train.nonfinite=stop)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during training; carries the resume hint and the exit code."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+class MethodRun:
+    """What a recipe's ``build`` returns: the pieces the loop drives. Subclasses (one per
+    method, in its recipe) implement the four methods below."""
+
+    columns = COLUMNS
+
+    def __init__(self, model, optimizer, num_classes: int, description: str = ""):
+        self.model, self.optimizer = model, optimizer
+        self.num_classes, self.description = int(num_classes), description
+
+    def __len__(self) -> int:
+        """Training batches per epoch (this rank)."""
+        raise NotImplementedError
+
+    def batches(self, epoch: int) -> Iterator:
+        """The epoch's training batches (framework-free numpy tuples)."""
+        raise NotImplementedError
+
+    def lrs(self, epoch: int) -> List[float]:
+        """Learning rate of every optimizer parameter group for ``epoch`` (0-based)."""
+        raise NotImplementedError
+
+    def train_step(self, batch) -> Dict[str, float]:
+        """One optimizer step; returns the loss terms as floats, ``total`` included. A
+        non-finite term means the backend did not apply the update."""
+        raise NotImplementedError
+
+    def evaluate(self) -> List[dict]:
+        """Evaluation rows (dicts with the keys of :attr:`columns`)."""
+        raise NotImplementedError
+
+    def score(self, rows: List[dict]) -> float:
+        """Model-selection score of an evaluation (higher is better): Rank-1 of the first row."""
+        return float(rows[0]["R1"])
+
+    def meta(self) -> dict:
+        """Method facts stored in every checkpoint (JSON-serialisable)."""
+        return {"num_classes": self.num_classes}
+
+    def checkpoint_names(self, backend: str) -> Dict[str, str]:
+        ext = CKPT_EXT[backend]
+        return {"last": f"{backend}_last{ext}", "best": f"{backend}_best{ext}"}
+
+
+def setup_backend(B, cfg: dict) -> None:
+    """Execution mode, device and seed of the chosen backend from ``cfg['runtime']``."""
+    rt = cfg["runtime"]
+    B.device.set_mode(rt["ms_mode"])
+    B.device.select_device(rt["device_target"], rt["gpu"])
+    B.device.set_seed(cfg["train"]["seed"])
+
+
+def check_resume(cfg: dict, extra: dict, path: str, structure_keys=()) -> None:
+    """Refuse, in one line and before training, a checkpoint that cannot continue this run:
+    another method, another optimizer, or another network (``structure_keys``: dotted
+    config keys that shape the network or the optimizer state)."""
+    old = extra.get("config") or {}
+    if not old:
+        raise ReidError(f"'{path}' carries no run configuration; --resume expects a <backend>_last "
+                        "checkpoint written by train.py")
+    keys = ("method.name", "optim.name") + tuple(structure_keys)
+    for dotted in keys:
+        section, name = dotted.split(".")
+        was = (old.get(section) or {}).get(name)
+        now = cfg.get(section, {}).get(name)
+        if was is not None and was != now:
+            raise ReidError(f"cannot resume '{path}': it was trained with {dotted}={was!r}, this run has "
+                            f"{now!r}; use the same value or start a new run")
+
+
+class _Epoch:
+    """Running means of the loss terms of one epoch."""
+
+    def __init__(self):
+        self.sums, self.n, self.t0 = defaultdict(float), 0, time.time()
+
+    def add(self, parts: Dict[str, float]) -> None:
+        for k, v in parts.items():
+            self.sums[k] += v
+        self.n += 1
+
+    def means(self) -> Dict[str, float]:
+        return {k: v / max(self.n, 1) for k, v in self.sums.items()}
+
+
+def _nonfinite(parts: Dict[str, float]) -> Dict[str, float]:
+    return {k: v for k, v in parts.items() if not math.isfinite(v)}
+
+
+def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
+    """Train with ``build(cfg, B, log) -> MethodRun`` and backend ``B``; return a summary
+    ``{'best', 'best_epoch', 'rows', 'epoch_seconds', 'run_dir', 'files'}``."""
+    t, s = cfg["train"], cfg["schedule"]
+    probe = MethodRun(None, None, 0)
+    rd = RunDir(t["log_dir"], t["ckpt"], probe.checkpoint_names(B.name))
+    rd.check_can_start(t["resume"], t["overwrite"])
+    if t["resume"]:
+        check_resume(cfg, B.checkpoint.read_extra(t["resume"]), t["resume"], structure_keys)
+    setup_backend(B, cfg)
+    log = RunLog(echo)
+    run = build(cfg, B, log)
+    rd.names = run.checkpoint_names(B.name)
+    start, best, best_epoch, history = 0, -math.inf, -1, []
+    if t["resume"]:
+        extra = B.checkpoint.load_checkpoint(t["resume"], run.model, run.optimizer)
+        start = int(extra["epoch"]) + 1
+        best, best_epoch = float(extra.get("best", -math.inf)), int(extra.get("best_epoch", -1))
+        history = list(extra.get("history", []))
+        log.line(f"resumed from {t['resume']} at epoch {start}")
+    from common.config import save_config
+    rd.start(t["overwrite"], t["resume"])
+    save_config(cfg, rd.path)
+    log.open(rd.path)
+    log.line(f"{run.description}; epochs {start}..{s['epochs'] - 1}, {len(run)} batches per epoch")
+
+    def save(which: str, epoch: int) -> None:
+        extra = {"epoch": epoch, "best": best, "best_epoch": best_epoch, "config": cfg, **run.meta(),
+                 "history": [{k: v for k, v in h.items() if k != "eval"} for h in history]}
+        with signals.critical():
+            B.checkpoint.save_checkpoint(rd.file(which), run.model, run.optimizer, extra)
+
+    rows: List[dict] = []
+    epoch_seconds: List[float] = []
+    from tqdm import tqdm
+    try:
+        with signals.terminate_as_exception():
+            for epoch in range(start, s["epochs"]):
+                B.device.set_seed(t["seed"] + epoch)
+                lrs = run.lrs(epoch)
+                B.optim.set_group_lrs(run.optimizer, lrs)
+                acc, skipped = _Epoch(), 0
+                bar = tqdm(run.batches(epoch), total=len(run), desc=f"epoch {epoch}", leave=False,
+                           disable=None)
+                for step, batch in enumerate(bar):
+                    parts = run.train_step(batch)
+                    bad = _nonfinite(parts)
+                    if bad:
+                        where = (f"non-finite loss at epoch {epoch}, step {step}: "
+                                 + ", ".join(f"{k}={v}" for k, v in bad.items())
+                                 + f" (learning rate {max(lrs):.3g})")
+                        if t["nonfinite"] == "stop" or skipped + 1 >= t["max_skipped"]:
+                            kept = rd.file("last") if epoch > start or t["resume"] else "none (first epoch)"
+                            raise DivergenceError(f"{where}; stopped without saving; last good checkpoint: "
+                                                  f"{kept}. Lower --lr, or pass --set train.nonfinite=skip")
+                        skipped += 1
+                        log.line(f"warning: {where}; step skipped ({skipped} in a row)")
+                        continue
+                    skipped = 0
+                    acc.add(parts)
+                    bar.set_postfix(loss=f"{parts['total']:.3f}")
+                if acc.n == 0:
+                    raise ReidError("the training set gave no batch; check data.num_ids / data.num_pos "
+                                    "against the dataset")
+                secs = time.time() - acc.t0
+                epoch_seconds.append(secs)
+                means = acc.means()
+                log.line(f"epoch {epoch} lr {max(lrs):.2e} " + " ".join(f"{k} {v:.4f}" for k, v in means.items())
+                         + f" ({secs:.1f}s)")
+                entry = {"epoch": epoch, "lrs": lrs, "seconds": secs, **means}
+                if (epoch + 1) % t["eval_every"] == 0 or epoch + 1 == s["epochs"]:
+                    rows = run.evaluate()
+                    log.line("\n" + format_table(rows, run.columns))
+                    entry["eval"] = rows
+                    score = run.score(rows)
+                    if score > best:
+                        best, best_epoch = score, epoch
+                        history.append(entry)
+                        save("best", epoch)
+                        history.pop()
+                history.append(entry)
+                log.record(**entry)
+                save("last", epoch)
+    except KeyboardInterrupt as exc:
+        last = rd.file("last")
+        hint = (f"resume with: --resume {last}" if os.path.isfile(last)
+                else "no checkpoint was written yet; start again (with --overwrite)")
+        raise Interrupted(f"interrupted ({'SIGTERM' if isinstance(exc, signals.Terminated) else 'Ctrl-C'}); "
+                          f"{hint}", signals.exit_code(exc)) from None
+    return {"best": best, "best_epoch": best_epoch, "rows": rows, "epoch_seconds": epoch_seconds,
+            "run_dir": rd.path, "files": rd.summary(), "num_classes": run.num_classes}
