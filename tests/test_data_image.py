@@ -78,8 +78,8 @@ def test_sysu_query_and_gallery(tmp_path):
     root = _mini_sysu(tmp_path)
     query = sysu.query_records(root)
     assert len(query) == 5 and {r.camid for r in query} == {2, 5} and {r.pid for r in query} == {3, 7}
-    assert len(sysu.gallery_records(root, "all", single_shot=False)) == 14
-    assert len(sysu.gallery_records(root, "indoor", single_shot=False)) == 8
+    assert len(sysu.gallery_pool(root, "all")) == 14
+    assert len(sysu.gallery_pool(root, "indoor")) == 8
     gal = sysu.gallery_records(root, "all", trial=0)
     assert len(gal) == 7 and len(sysu.gallery_records(root, "indoor", trial=0)) == 4
     assert set(collections.Counter((r.pid, r.camid) for r in gal).values()) == {1}
@@ -123,7 +123,7 @@ def test_pre_process_sysu_round_trip(tmp_path):
     np.testing.assert_array_equal(rgb[0], np.asarray(first.resize((8, 16), Image.LANCZOS)))
     first_ir = Image.open(os.path.join(root, "cam3", "0002", "0001.jpg")).convert("RGB")
     np.testing.assert_array_equal(ir[0], np.asarray(first_ir.resize((8, 16), Image.LANCZOS)))
-    assert not [f for f in os.listdir(root) if f.endswith(".part")]
+    assert not [f for f in os.listdir(root) if ".part" in f]
     assert pre.preprocess(root, 16, 8, progress=False) == {"rgb": 22, "ir": 12, "ids": 3}
 
 

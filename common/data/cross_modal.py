@@ -164,7 +164,8 @@ def test_sets(dataset: str, root: str, h: int, w: int, trials=range(10), modes=(
     """Evaluation settings (SPEC 2.1, 2.2, 5).
 
     SYSU: query = IR images of cams 3/6 (read once); for each mode and trial a single-shot
-    gallery drawn with ``default_rng([seed, trial])`` (names like ``all/trial0``). The
+    gallery from ``rand_perm_cam.mat`` when the root has one, else drawn with
+    ``default_rng([seed, trial])`` (see ``sysu.gallery_source``; names like ``all/trial0``). The
     gallery images are read once and indexed per trial. RegDB: ``v2t`` and ``t2v`` of
     ``regdb_trial``.
     """
@@ -178,11 +179,11 @@ def test_sets(dataset: str, root: str, h: int, w: int, trials=range(10), modes=(
         return
     query = _arrays(sysu.query_records(root), h, w, "SYSU query", method)
     for mode in modes:
-        full = sysu.gallery_records(root, mode, single_shot=False)
+        full = sysu.gallery_pool(root, mode)
         index = {r.path: i for i, r in enumerate(full)}
         images, pids, cams = _arrays(full, h, w, f"SYSU {mode} gallery", method)
         for trial in trials:
-            pick = np.array([index[r.path] for r in sysu.gallery_records(root, mode, trial, True, seed)])
+            pick = np.array([index[r.path] for r in sysu.gallery_records(root, mode, trial, 1, seed)])
             yield EvalSet(f"{mode}/trial{trial}", "sysu", *query, "infrared",
                           images[pick], pids[pick], cams[pick], "visible")
 

@@ -1,9 +1,11 @@
 """Write a miniature dataset in a real on-disk layout (SPEC section 2, synthetic generator).
 
-    python -m common.data.synthetic --layout NAME --out DIR [--ids N] [--seed S]
+    python -m common.data.synthetic --layout NAME --out DIR [--ids N] [--seed S] [--rand-perm]
 
 Layouts: sysu, regdb, market1501, dukemtmcreid, msmt17, cuhk03, mars, dukevideo, veri.
 Images come from :mod:`common.data.appearance` (identity learnable, camera weak, IR distinct).
+``--rand-perm`` (sysu only) also writes ``exp/rand_perm_cam.mat`` in the structure of the
+official SYSU-MM01 evaluation kit, so the gallery follows the official protocol.
 """
 import argparse
 import sys
@@ -25,13 +27,22 @@ WRITERS = {
 }
 
 
-def write(layout: str, out: str, ids: int = 8, seed: int = 0) -> str:
-    """Write ``layout`` under ``out`` with ``ids`` identities; return the parser's root."""
+# layout -> extra keyword options its writer takes (``write(..., **options)``)
+OPTIONS = {"sysu": ("rand_perm",)}
+
+
+def write(layout: str, out: str, ids: int = 8, seed: int = 0, **options) -> str:
+    """Write ``layout`` under ``out`` with ``ids`` identities; return the parser's root.
+    ``options`` go to the writer (see :data:`OPTIONS`, e.g. ``rand_perm=True`` for sysu)."""
     import importlib
     if layout not in WRITERS:
         raise ReidError(f"unknown layout {layout!r}; expected one of {', '.join(WRITERS)}")
+    unknown = sorted(set(options) - set(OPTIONS.get(layout, ())))
+    if unknown:
+        raise ReidError(f"layout {layout!r} takes no option {', '.join(unknown)}; options: "
+                        f"{', '.join(OPTIONS.get(layout, ())) or 'none'}")
     module, fn = WRITERS[layout]
-    return getattr(importlib.import_module(module), fn)(out, ids, seed)
+    return getattr(importlib.import_module(module), fn)(out, ids, seed, **options)
 
 
 def main(argv=None) -> int:
@@ -40,9 +51,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="folder to write into (created)")
     p.add_argument("--ids", type=int, default=8, help="number of identities per split (default 8)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rand-perm", action="store_true",
+                   help="sysu only: also write exp/rand_perm_cam.mat (official gallery permutations)")
     a = p.parse_args(argv)
+    options = {"rand_perm": True} if a.rand_perm else {}
     try:
-        root = write(a.layout, a.out, a.ids, a.seed)
+        root = write(a.layout, a.out, a.ids, a.seed, **options)
     except ReidError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -44,12 +44,39 @@ def sysu_folder_size(pid: int, cam: int) -> int:
     return 2 + (pid + cam) % 2
 
 
-def write_sysu(out: str, ids: int = 8, seed: int = 0) -> str:
+RAND_PERM_TRIALS = 10  # rows per person in the official rand_perm_cam.mat
+
+
+def save_rand_perm_cam(path: str, perms) -> str:
+    """Write ``path`` in the structure of the official SYSU-MM01 ``rand_perm_cam.mat``:
+    variable ``rand_perm_cam``, a 6x1 cell (one per camera) of (P_cam x 1) cells indexed by
+    pid-1, each a (trials, n_images) double array of 1-based image indices, empty (0x0) for a
+    person without images; ``P_cam`` is the largest pid of that camera in ``perms``.
+    ``perms`` maps ``(cam, pid)`` (both 1-based) to that array. Returns ``path``."""
+    from scipy.io import savemat
+    top = np.empty((6, 1), dtype=object)
+    for cam in range(1, 7):
+        pids = [pid for c, pid in perms if c == cam]
+        cell = np.empty((max(pids, default=0), 1), dtype=object)
+        for i in range(cell.shape[0]):
+            cell[i, 0] = np.zeros((0, 0))
+        for pid in pids:
+            cell[pid - 1, 0] = np.asarray(perms[cam, pid], dtype=np.float64)
+        top[cam - 1, 0] = cell
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    savemat(path, {"rand_perm_cam": top})
+    return path
+
+
+def write_sysu(out: str, ids: int = 8, seed: int = 0, rand_perm: bool = False) -> str:
     """SYSU-MM01 layout (SPEC 2.1) under ``out/SYSU-MM01``: ``cam1..cam6/<pid:04d>/<n:04d>.jpg``
     (2 or 3 images per folder, see :func:`sysu_folder_size`; cams 3 and 6 infrared) and
     ``exp/{train,val,test}_id.txt``. The last ``max(1, ids // 4)`` training ids (in file order)
     go to ``val_id.txt``. The smallest test pid has no ``cam2`` folder, like the gaps in the
-    real data set."""
+    real data set. With ``rand_perm=True`` it also writes ``exp/rand_perm_cam.mat`` (see
+    :func:`save_rand_perm_cam`) covering every (camera, pid) folder: row ``r`` of folder
+    (cam, pid) is ``default_rng([seed, cam, pid]).permutation(n) + 1``, 10 rows; the images
+    are the same bytes either way."""
     rng = np.random.default_rng(seed)
     root = os.path.join(out, "SYSU-MM01")
     train, test = _pick_pids(rng, ids)
@@ -59,15 +86,22 @@ def write_sysu(out: str, ids: int = 8, seed: int = 0) -> str:
     _write_lines(os.path.join(root, "exp", "val_id.txt"), [",".join(map(str, train_order[-n_val:]))])
     _write_lines(os.path.join(root, "exp", "test_id.txt"),
                  [",".join(str(p) for p in rng.permutation(test))])
+    perms = {}
     for cam in range(1, 7):
         os.makedirs(os.path.join(root, f"cam{cam}"), exist_ok=True)
         modality = "ir" if cam in (3, 6) else "rgb"
         for pid in train + test:
             if pid == test[0] and cam == 2:
                 continue
-            for n in range(1, sysu_folder_size(pid, cam) + 1):
+            n_images = sysu_folder_size(pid, cam)
+            for n in range(1, n_images + 1):
                 _put(os.path.join(root, f"cam{cam}", f"{pid:04d}", f"{n:04d}.jpg"),
                      pid, cam - 1, rng, modality)
+            perm_rng = np.random.default_rng([seed, cam, pid])
+            perms[cam, pid] = np.stack([perm_rng.permutation(n_images) + 1
+                                        for _ in range(RAND_PERM_TRIALS)])
+    if rand_perm:
+        save_rand_perm_cam(os.path.join(root, "exp", "rand_perm_cam.mat"), perms)
     return root
 
 
