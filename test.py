@@ -11,6 +11,7 @@ indoor-search over ``data.eval_trials`` galleries (mean, and per trial with
 of the other framework is converted first (``python -m tools.convert_weights``); a neutral
 ``.safetensors`` loads in either.
 """
+import os
 import sys
 
 from common.cli import Flag, SEED_FLAGS, build_parser, config_from_args, print_config, run_main
@@ -40,8 +41,8 @@ def main(argv=None) -> int:
 
     def go():
         import backends
-        from common import recipes
-        from common.config import validate
+        from common import mvd_import, recipes
+        from common.config import load_yaml, validate
         from common.engine.loop import setup_backend
         from common.errors import ConfigError, ReidError
         from common.report import format_table
@@ -51,9 +52,15 @@ def main(argv=None) -> int:
             raise ReidError("no checkpoint given: pass --resume PATH (a .pth, .ckpt or .safetensors file)")
         B = backends.get(probe["runtime"]["backend"])
         extra = B.checkpoint.read_extra(path)
-        if "config" not in extra or "num_classes" not in extra:
-            raise ReidError(f"'{path}' carries no reid-kd configuration; expected a checkpoint written by train.py")
-        stored = validate(extra["config"])
+        if extra.get("imported_from") == mvd_import.IMPORTED_FROM:
+            stored = validate(load_yaml(os.path.join(recipes.CONFIG_DIR, mvd_import.CONFIG_FILE)))
+            print(f"note: '{path}' is a checkpoint of the original MVD code: evaluated as configs/"
+                  f"{mvd_import.CONFIG_FILE}")
+        elif "config" in extra and "num_classes" in extra:
+            stored = validate(extra["config"])
+        else:
+            raise ReidError(f"'{path}' carries no reid-kd configuration; expected a checkpoint written by train.py "
+                            "or one of the original MVD code (checkpoint.pth.tar)")
         if args.method and args.method != stored["method"]["name"]:
             raise ConfigError(f"'{path}' holds a {stored['method']['name']!r} model, not {args.method!r}")
         cfg = config_from_args(args, TEST_FLAGS, base=stored)

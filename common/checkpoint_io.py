@@ -49,9 +49,15 @@ def sniff_format(path) -> str:
 
 
 def suggested_output(path, fmt: str) -> str:
-    """``path`` with its suffix replaced by the usual suffix of ``fmt`` (for error hints)."""
-    root, _ = os.path.splitext(os.fspath(path))
-    return root + FORMAT_SUFFIX[fmt]
+    """``path`` with its suffix replaced by the usual suffix of ``fmt`` (for error hints);
+    ``<root>.<fmt><suffix>`` when that would be ``path`` itself (a file whose name does not
+    match its content)."""
+    path = os.fspath(path)
+    root, _ = os.path.splitext(path)
+    out = root + FORMAT_SUFFIX[fmt]
+    if os.path.abspath(out) == os.path.abspath(path):
+        out = f"{root}.{fmt}{FORMAT_SUFFIX[fmt]}"
+    return out
 
 
 def wrong_backend_error(path, found: str, wanted: str) -> CheckpointError:
@@ -76,6 +82,13 @@ def atomic_output(path, suffix: str = ""):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def default_file_mode() -> int:
+    """The mode a newly created file gets under the current umask (0o666 & ~umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def jsonable(extra: Optional[dict], what: str = "extra") -> dict:

@@ -8,12 +8,11 @@ the explicit flags, then ``--method``. With no ``--backend`` and no ``runtime.ba
 setting, the backend comes from ``$REID_BACKEND``, then torch.
 """
 import argparse
-import errno
 import os
 import sys
 from typing import Dict, NamedTuple, Optional, Sequence
 
-from common.errors import ReidError
+from common.errors import ReidError, os_error_message
 
 
 class Flag(NamedTuple):
@@ -135,26 +134,6 @@ def print_config(cfg: dict) -> None:
     sys.stdout.write(to_yaml(cfg))
 
 
-_OS_WORDS = {errno.ENOSPC: "no space left on device (disk full)", errno.EACCES: "permission denied",
-             errno.EPERM: "operation not permitted", errno.EROFS: "read-only file system",
-             errno.EISDIR: "is a directory, expected a file", errno.ENOTDIR: "a path component is not a folder",
-             errno.ENOENT: "no such file or folder", errno.EIO: "input/output error"}
-
-
-def os_error_line(exc: BaseException) -> str:
-    """One line for an OSError / UnicodeError met while reading or writing the user's files."""
-    try:
-        from common.errors import os_error_message
-        return os_error_message(exc)
-    except ImportError:  # pragma: no cover - older common.errors
-        pass
-    if isinstance(exc, UnicodeError):
-        return f"cannot decode a file as UTF-8 text ({exc})"
-    where = getattr(exc, "filename", None)
-    what = _OS_WORDS.get(getattr(exc, "errno", None), getattr(exc, "strerror", None) or str(exc))
-    return f"'{where}': {what}" if where else what
-
-
 def run_main(fn) -> int:
     """Call ``fn()``; a user-facing problem becomes one ``error: ...`` line and exit code 2;
     Ctrl-C / SIGTERM exit 130 / 143 with the resume command. ``REID_DEBUG=1`` re-raises for
@@ -171,7 +150,7 @@ def run_main(fn) -> int:
     except (OSError, UnicodeError) as e:
         if debug:
             raise
-        print(f"error: {os_error_line(e)}", file=sys.stderr)
+        print(f"error: {os_error_message(e)}", file=sys.stderr)
         return 2
     except ValueError as e:
         if debug:

@@ -89,5 +89,6 @@ BASE = {
         "device_target": Key("CPU", "CPU, GPU or Ascend", choices=("CPU", "GPU", "Ascend")),
         "gpu": Key(0, "device index", lo=0),
         "ms_mode": Key("GRAPH", "MindSpore execution mode of the training step", choices=("GRAPH", "PYNATIVE")),
+        "compile_cache": Key("", "MindSpore: folder that keeps compiled graphs for later runs ('' = off)"),
     },
 }

@@ -22,7 +22,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from common.errors import CheckpointError, ReidError
+from common.errors import CheckpointError
 
 from common.checkpoint_io import (FORMAT_SUFFIX, FORMAT_TAG, FORMATS, SUFFIX_FORMATS,  # noqa: F401
                                   atomic_output, first_line, jsonable, read_safetensors,
@@ -108,13 +108,13 @@ def main(argv=None) -> int:
     parser.add_argument("dst", metavar="OUT", help="file to write (.pth/.pt, .ckpt or .safetensors)")
     parser.add_argument("--to", choices=FORMATS, default=None, help="output format (default: from OUT's suffix)")
     args = parser.parse_args(argv)
-    try:
+
+    def go():
         for note in convert(args.src, args.dst, args.to):
             print(f"note: {note}", file=sys.stderr)
-    except ReidError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+    from common.cli import run_main
+    return run_main(go)
 
 
 if __name__ == "__main__":

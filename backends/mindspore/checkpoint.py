@@ -8,21 +8,25 @@ File format: ``mindspore.save_checkpoint`` (suffix ``.ckpt``, which MindSpore re
 * ``append_dict`` strings: ``reid_kd_format`` = 'reid-kd', ``reid_kd_backend`` = 'mindspore',
   ``reid_kd_extra`` = JSON of ``extra``.
 
-Writes are atomic (``<path>.tmp-<pid>.ckpt`` in the same folder, then ``os.replace``).
+Writes are atomic (``<path>.tmp-<pid>.ckpt`` in the same folder, then ``os.replace``); a
+failed write also removes MindSpore's own ``<path>.tmp-<pid>.tmp``, and the file gets the
+permissions the umask gives any new file (MindSpore itself leaves 0400).
 Loading is strict (via ``weights.load_numpy_state``) and recognises the file by content: a
 torch checkpoint gets a CheckpointError with the conversion command; ``.safetensors``
 (canonical names) loads model weights only.
 """
 import json
+import os
 import warnings
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 import mindspore as ms
 
+from common import mvd_import
 from common.errors import CheckpointError
 from common.weights import ms_to_torch_names, torch_to_ms_names
-from common.checkpoint_io import (FORMAT_TAG, atomic_output, first_line, jsonable, read_safetensors,
+from common.checkpoint_io import (FORMAT_TAG, atomic_output, default_file_mode, first_line, jsonable, read_safetensors,
                                    sniff_format, write_safetensors, wrong_backend_error)
 
 from . import weights
@@ -51,7 +55,26 @@ def write_file(path, state: Dict[str, np.ndarray], extra: Optional[dict] = None,
         entries.append({"name": OPT_PREFIX + key, "data": ms.Tensor(np.array(value, copy=True))})
     meta = {META_FORMAT: FORMAT_TAG, META_BACKEND: BACKEND, META_EXTRA: json.dumps(jsonable(extra))}
     with atomic_output(path, suffix=SUFFIX) as tmp:
-        ms.save_checkpoint(entries, tmp, append_dict=meta)
+        own_tmp = os.path.splitext(tmp)[0] + ".tmp"  # MindSpore writes <name>.tmp, then renames
+        try:
+            ms.save_checkpoint(entries, tmp, append_dict=meta)
+        except BaseException:
+            if os.path.exists(own_tmp):
+                os.remove(own_tmp)
+            raise
+        os.chmod(tmp, default_file_mode())  # MindSpore leaves its files read-only (0400)
+
+
+def _load_any_name(path: str) -> dict:
+    """``mindspore.load_checkpoint`` insists on the .ckpt suffix; a MindSpore checkpoint under
+    another name (recognised by its content) is read through a temporary .ckpt link."""
+    if path.endswith(SUFFIX):
+        return ms.load_checkpoint(path)
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        link = os.path.join(folder, "checkpoint" + SUFFIX)
+        os.symlink(os.path.abspath(path), link)
+        return ms.load_checkpoint(link)
 
 
 def read_file(path) -> Tuple[Dict[str, np.ndarray], dict, Optional[Dict[str, np.ndarray]]]:
@@ -61,7 +84,7 @@ def read_file(path) -> Tuple[Dict[str, np.ndarray], dict, Optional[Dict[str, np.
     if found != BACKEND:
         raise CheckpointError(f"'{path}' is a {found} file, not a MindSpore checkpoint")
     try:
-        raw = ms.load_checkpoint(str(path))
+        raw = _load_any_name(str(path))
     except Exception as exc:  # protobuf corruption, wrong format
         raise CheckpointError(f"cannot read MindSpore checkpoint '{path}': {first_line(exc)}") from None
     try:
@@ -98,8 +121,9 @@ def load_checkpoint(path, model, optimizer=None) -> dict:
     the old tensors of parameters replaced afterwards with ``set_data``."""
     found = sniff_format(path)
     if found == "torch":
-        raise wrong_backend_error(path, found, BACKEND)
-    if found == "safetensors":
+        state, extra = _read_original_mvd(path)
+        optimizer_state = None
+    elif found == "safetensors":
         state, extra, _ = read_safetensors(path)
         optimizer_state = None
     else:
@@ -119,6 +143,22 @@ def read_extra(path) -> dict:
     found = sniff_format(path)
     if found == "safetensors":
         return read_safetensors(path)[1]
+    if found == "torch":
+        return _read_original_mvd(path)[1]
     if found != BACKEND:
         raise wrong_backend_error(path, found, BACKEND)
     return read_file(path)[1]
+
+
+def _read_original_mvd(path) -> Tuple[Dict[str, np.ndarray], dict]:
+    """A checkpoint of the original MVD code (a torch ``.pth.tar``), read through torch when it
+    is installed and mapped by ``common.mvd_import``; any other torch file gets the one-line
+    conversion hint."""
+    try:
+        from backends.torch.checkpoint import read_file as read_torch_file
+    except ImportError:
+        raise wrong_backend_error(path, "torch", BACKEND) from None
+    state, extra, _ = read_torch_file(path)
+    if extra.get("imported_from") != mvd_import.IMPORTED_FROM:
+        raise wrong_backend_error(path, "torch", BACKEND)
+    return state, extra

@@ -12,6 +12,9 @@ import mindspore as ms
 
 from common.errors import DeviceError
 
+__all__ = ["TARGETS", "MODES", "current_device", "limit_cpu_threads", "select_device", "set_seed", "set_mode",
+           "enable_compile_cache"]
+
 TARGETS = ("CPU", "GPU", "Ascend")
 MODES = {"GRAPH": ms.GRAPH_MODE, "PYNATIVE": ms.PYNATIVE_MODE}
 _current = {"device": ("CPU", 0)}
@@ -74,3 +77,12 @@ def set_mode(mode: str = "GRAPH") -> None:
     if mode not in MODES:
         raise ValueError(f"unknown execution mode {mode!r}: expected 'GRAPH' or 'PYNATIVE'")
     ms.set_context(mode=MODES[mode])
+
+
+def enable_compile_cache(path: str) -> None:
+    """Keep compiled GRAPH-mode graphs in ``path`` and reuse them in later processes
+    (``mindspore.set_context(enable_compile_cache=True, compile_cache_path=path)``): a resumed
+    or repeated run skips the compilation (tens of seconds for MVD on a CPU). '' does nothing."""
+    if path:
+        os.makedirs(path, exist_ok=True)
+        ms.set_context(enable_compile_cache=True, compile_cache_path=path)

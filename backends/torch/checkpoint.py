@@ -9,7 +9,9 @@ Writes are atomic: a temporary file in the destination folder, then ``os.replace
 Loading is strict (every key, every shape, via ``weights.load_numpy_state``) and recognises
 the file by its content: a MindSpore checkpoint gets a CheckpointError with the conversion
 command; a ``.safetensors`` file (canonical names) loads model weights only. A bare
-``state_dict`` saved with ``torch.save(model.state_dict())`` is accepted as model weights.
+``state_dict`` saved with ``torch.save(model.state_dict())`` is accepted as model weights, and
+so is a checkpoint of the original MVD code (``{'model': ft_net state dict, ...}``), mapped by
+``common.mvd_import`` onto the ``mvd_original`` network.
 """
 import warnings
 from typing import Dict, Optional, Tuple
@@ -17,6 +19,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 import torch
 
+from common import mvd_import
 from common.errors import CheckpointError
 from common.weights import DROPPED_TORCH, bn_prefixes
 from common.checkpoint_io import (FORMAT_TAG, atomic_output, first_line, jsonable, read_safetensors,
@@ -66,7 +69,16 @@ def _load_payload(path) -> dict:
         return raw
     if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
         raw = raw["state_dict"]
+    epoch = raw.get("epoch") if isinstance(raw, dict) else None
+    if isinstance(raw, dict) and isinstance(raw.get("model"), dict):  # the original MVD code's .pth.tar
+        raw = raw["model"]
     if isinstance(raw, dict) and raw and all(isinstance(v, torch.Tensor) for v in raw.values()):
+        if mvd_import.is_original_state(raw):
+            state, _ = mvd_import.original_to_canonical(raw)
+            extra = {"imported_from": mvd_import.IMPORTED_FROM, "num_classes": mvd_import.num_classes_of(state)}
+            if isinstance(epoch, int):
+                extra["epoch"] = epoch - 1  # the original stores the number of finished epochs
+            return _payload(state, None, extra)
         return _payload(raw, None, {})
     raise CheckpointError(f"'{path}' is not a reid-kd checkpoint nor a torch state dict")
 

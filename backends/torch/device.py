@@ -11,6 +11,8 @@ import torch
 
 from common.errors import DeviceError
 
+__all__ = ["TARGETS", "current_device", "select_device", "set_seed", "set_mode", "enable_compile_cache"]
+
 TARGETS = ("CPU", "GPU", "Ascend")
 _current = {"device": torch.device("cpu")}
 
@@ -68,3 +70,7 @@ def set_mode(mode: str = "GRAPH") -> None:
     eagerly ('GRAPH' and 'PYNATIVE' behave the same here). Unknown modes are rejected."""
     if mode not in ("GRAPH", "PYNATIVE"):
         raise ValueError(f"unknown execution mode {mode!r}: expected 'GRAPH' or 'PYNATIVE'")
+
+
+def enable_compile_cache(path: str) -> None:
+    """Nothing to do in PyTorch (eager execution); the MindSpore twin keeps compiled graphs."""

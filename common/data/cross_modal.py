@@ -19,7 +19,7 @@ from common.data import regdb, sysu
 from common.data.base import Record, read_image
 from common.errors import ConfigError
 from common.samplers import CrossModalIdentitySampler, EpochCrossModalSampler
-from common.transforms import CrossModalTest, CrossModalTrain, resize
+from common.transforms import CrossModalTest, CrossModalTrain, resize  # noqa: F401 (re-exported)
 
 SAMPLERS = ("port", "original", "routed")
 
@@ -159,12 +159,25 @@ def _arrays(records: List[Record], h, w, desc, method="lanczos"):
             np.array([r.pid for r in records], np.int64), np.array([r.camid for r in records], np.int64))
 
 
+def check_trials(dataset: str, root: str, trials: int) -> str:
+    """The SYSU-MM01 gallery source ('rand_perm_cam.mat' or 'seeded draw'), after checking
+    that the permutation file (when present) holds ``trials`` rows; '' for RegDB."""
+    if dataset != "SYSU":
+        return ""
+    available = sysu.gallery_trials(root)
+    if available is not None and trials > available:
+        raise ConfigError(f"data.eval_trials={trials} but {sysu.rand_perm_path(root)} holds {available} trials; "
+                          f"pass --trials {available} or fewer")
+    return sysu.gallery_source(root)
+
+
 def test_sets(dataset: str, root: str, h: int, w: int, trials=range(10), modes=("all", "indoor"),
-              regdb_trial: int = 1, seed: int = 0, method: str = "lanczos") -> Iterator[EvalSet]:
+              regdb_trial: int = 1, seed: int = 0, method: str = "lanczos",
+              number_shot: int = 1) -> Iterator[EvalSet]:
     """Evaluation settings (SPEC 2.1, 2.2, 5).
 
     SYSU: query = IR images of cams 3/6 (read once); for each mode and trial a single-shot
-    gallery from ``rand_perm_cam.mat`` when the root has one, else drawn with
+    (``number_shot=1``) or multi-shot (10) gallery from ``rand_perm_cam.mat`` when the root has one, else drawn with
     ``default_rng([seed, trial])`` (see ``sysu.gallery_source``; names like ``all/trial0``). The
     gallery images are read once and indexed per trial. RegDB: ``v2t`` and ``t2v`` of
     ``regdb_trial``.
@@ -183,7 +196,7 @@ def test_sets(dataset: str, root: str, h: int, w: int, trials=range(10), modes=(
         index = {r.path: i for i, r in enumerate(full)}
         images, pids, cams = _arrays(full, h, w, f"SYSU {mode} gallery", method)
         for trial in trials:
-            pick = np.array([index[r.path] for r in sysu.gallery_records(root, mode, trial, 1, seed)])
+            pick = np.array([index[r.path] for r in sysu.gallery_records(root, mode, trial, number_shot, seed)])
             yield EvalSet(f"{mode}/trial{trial}", "sysu", *query, "infrared",
                           images[pick], pids[pick], cams[pick], "visible")
 

@@ -93,6 +93,7 @@ class MethodRun:
 def setup_backend(B, cfg: dict) -> None:
     """Execution mode, device and seed of the chosen backend from ``cfg['runtime']``."""
     rt = cfg["runtime"]
+    B.device.enable_compile_cache(rt["compile_cache"])
     B.device.set_mode(rt["ms_mode"])
     B.device.select_device(rt["device_target"], rt["gpu"])
     B.device.set_seed(cfg["train"]["seed"])
@@ -219,8 +220,8 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
                 log.record(**entry)
                 save("last", epoch)
     except KeyboardInterrupt as exc:
-        last = rd.file("last")
-        hint = (f"resume with: --resume {last}" if os.path.isfile(last)
+        resumable = [rd.file(w) for w in ("last", "best") if os.path.isfile(rd.file(w))]
+        hint = (f"resume with: --resume {resumable[0]}" if resumable
                 else "no checkpoint was written yet; start again (with --overwrite)")
         raise Interrupted(f"interrupted ({'SIGTERM' if isinstance(exc, signals.Terminated) else 'Ctrl-C'}); "
                           f"{hint}", signals.exit_code(exc)) from None

@@ -92,6 +92,8 @@ KEYS = {
     "erasing_style": Key("torchvision", "random erasing: torchvision (the port's MindSpore defaults) or zhong",
                          choices=("torchvision", "zhong")),
     "grayscale": Key(True, "train transform: random grayscale p 0.5 on the RGB stream"),
+    "gallery_shots": Key(1, "SYSU-MM01 gallery images per identity and camera: 1 (single-shot) or 10 "
+                            "(multi-shot)", choices=(1, 10)),
     "resize": Key("lanczos", "image resize of RegDB / test images and to the input size",
                   choices=("lanczos", "bilinear")),
     "backbone_modules": Key(["backbone", "neck"], "modules whose parameters form the backbone group "
@@ -103,7 +105,8 @@ STRUCTURE_KEYS = ("model.arch", "model.width", "model.last_stride", "mvd.flow", 
                   "mvd.neck_bias", "mvd.classifier_bias", "mvd.z_dim", "mvd.ib_hidden", "mvd.cls_hidden",
                   "mvd.backbone_modules")
 # what test.py may change in a checkpoint's configuration
-TEST_KEYS = ("data.*", "runtime.*", "train.seed", "mvd.test_feature", "mvd.test_norm", "mvd.resize")
+TEST_KEYS = ("data.*", "runtime.*", "train.seed", "mvd.test_feature", "mvd.test_norm", "mvd.resize",
+             "mvd.gallery_shots")
 COLUMNS = ("setting", "R1", "R10", "R20", "mAP", "mINP")
 PRETRAIN_WARNING = ("warning: training {arch} from scratch (no --pretrain); the MVD seed reports about 4-5 "
                     "points lower Rank-1 and mAP without ImageNet weights")
@@ -145,10 +148,15 @@ def build_optimizer(cfg: dict, B, model):
                                    backbone_modules=tuple(cfg["mvd"]["backbone_modules"]), lr_mults=lr_mults(cfg))
 
 
-def load_eval_sets(cfg: dict, trials: int) -> List[cross_modal.EvalSet]:
+def load_eval_sets(cfg: dict, trials: int, log=None) -> List[cross_modal.EvalSet]:
+    """The evaluation settings; logs where SYSU-MM01's galleries come from."""
     d = cfg["data"]
+    source = cross_modal.check_trials(d["dataset"], d["data_path"], trials)
+    if source and log is not None:
+        log(f"SYSU-MM01 galleries: {trials} trial(s), {cfg['mvd']['gallery_shots']}-shot, from the {source}")
     return list(cross_modal.test_sets(d["dataset"], d["data_path"], d["height"], d["width"], trials=range(trials),
-                                      regdb_trial=d["trial"], seed=cfg["train"]["seed"], method=cfg["mvd"]["resize"]))
+                                      regdb_trial=d["trial"], seed=cfg["train"]["seed"], method=cfg["mvd"]["resize"],
+                                      number_shot=cfg["mvd"]["gallery_shots"]))
 
 
 def extract_all(B, model, images: np.ndarray, modality: str, cfg: dict) -> np.ndarray:
@@ -223,7 +231,7 @@ def build(cfg: dict, B, log) -> MVDRun:
         log.line(PRETRAIN_WARNING.format(arch=cfg["model"]["arch"]))
     optimizer = build_optimizer(cfg, B, model)
     trainer = B.mvd.MVDTrainer(model, optimizer, cfg["mvd"], cfg["runtime"]["ms_mode"])
-    sets = load_eval_sets(cfg, d["eval_trials"])
+    sets = load_eval_sets(cfg, d["eval_trials"], log.line)
     description = (f"MVD ({cfg['mvd']['loss']} loss, {cfg['mvd']['flow']} flow) on {d['dataset']} with {B.name}: "
                    f"{num_classes} ids, {len(rgb)} RGB / {len(ir)} IR images")
     return MVDRun(cfg, B, model, optimizer, trainer, loader, sets, num_classes, description)
@@ -237,5 +245,5 @@ def build_for_test(cfg: dict, B, num_classes: int):
     model = B.mvd.build_model(cfg, num_classes)
 
     def evaluate():
-        return evaluate_sets(B, model, load_eval_sets(cfg, cfg["data"]["eval_trials"]), cfg)
+        return evaluate_sets(B, model, load_eval_sets(cfg, cfg["data"]["eval_trials"], print), cfg)
     return model, evaluate
