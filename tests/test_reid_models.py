@@ -310,3 +310,12 @@ def test_osnet_matches_mtda_reference_outputs_mindspore():
     assert _rel(logits, GOLDEN_EVAL_LOGITS) <= FORWARD_MAX_REL
     assert _rel(train_logits, GOLDEN_TRAIN_LOGITS) <= TRAIN_MAX_REL
     assert _rel(train_emb[:, :6], GOLDEN_TRAIN_EMB) <= TRAIN_MAX_REL
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(REFERENCE_PARAMS))
+def test_full_size_parameter_count_matches_reference_mindspore(name):
+    pytest.importorskip("mindspore")
+    from backends.mindspore.backbones import build_reid_model as ms_build
+    model = ms_build(name, NUM_CLASSES)
+    assert sum(int(np.prod(p.shape)) for p in model.trainable_params()) == REFERENCE_PARAMS[name]
