@@ -8,3 +8,6 @@ CURVE_REL = 1e-2           # loss curve of a short synthetic training run (20 st
 # Absolute floor of gradient comparisons, relative to the tensor's largest entry:
 # atol = GRAD_ATOL_SCALE * max|g_torch| (MindSpore CPU Exp is off by up to 8e-6 relative; see KNOWN_GAPS.md).
 GRAD_ATOL_SCALE = 1e-5
+# Forward with train-mode BatchNorm (batch statistics), SPEC-10 report rung: dividing by the
+# standard deviation of a small batch amplifies the ~4e-6 float32 convolution differences.
+TRAIN_MAX_REL = 1e-3

@@ -4,10 +4,21 @@ Every backbone returns the last feature map ``(N, feat_dim, h, w)`` (no pooling,
 classifier: heads live in ``backends/mindspore/heads.py``), exposes ``feat_dim``, and uses
 torchvision's / torchreid's parameter names so ImageNet checkpoints load by name. The
 torch twin (``backends/torch/backbones``) has the same names and signatures.
+
+``REID_MODELS`` is a second table: KD-REID's complete re-ID models (OSNet x1_0..x0_25 and
+MTDA's ResNet-50, trunk + ``feat``/``feat_bn`` embedding + classifier) that return
+``(logits, embedding)`` and offer ``extract``; ``load_pretrained_by_name`` loads ImageNet or
+reference checkpoints into them torchreid-style (same name and shape, others reported).
 """
+from common.kdreid_models import OSNET_CHANNELS, RESNET_NAME
+
+from .osnet import OSNet, build_osnet
+from .pretrained import load_pretrained_by_name
+from .reid_resnet import ReIDResNet, build_reid_resnet
 from .resnet import BLOCKS_PER_DEPTH, ChannelAttention, ResNet
 
-__all__ = ["BACKBONES", "build_backbone", "ResNet", "ChannelAttention", "BLOCKS_PER_DEPTH"]
+__all__ = ["BACKBONES", "build_backbone", "ResNet", "ChannelAttention", "BLOCKS_PER_DEPTH",
+           "REID_MODELS", "build_reid_model", "OSNet", "ReIDResNet", "load_pretrained_by_name"]
 
 
 def _resnet(depth):
@@ -25,3 +36,24 @@ def build_backbone(name: str, **kwargs):
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}: expected one of {', '.join(sorted(BACKBONES))}")
     return BACKBONES[name](**kwargs)
+
+
+def _osnet(name):
+    def make(num_classes, **kwargs):
+        return build_osnet(name, num_classes, **kwargs)
+    return make
+
+
+# Complete re-ID models (trunk + embedding head + classifier) of KD-REID, by MTDA's names.
+# Kept apart from BACKBONES, whose entries return bare feature maps for the heads of
+# heads.py: these carry their own head and return (logits, embedding).
+# name -> constructor(num_classes, fc_dim=2048, <size knob>): OSNet's knob is ``channels``
+# (4 ints), ResNet-50's is ``width``.
+REID_MODELS = dict({name: _osnet(name) for name in OSNET_CHANNELS}, **{RESNET_NAME: build_reid_resnet})
+
+
+def build_reid_model(name: str, num_classes: int, **kwargs):
+    """The KD-REID model called ``name`` (a key of :data:`REID_MODELS`) with ``kwargs``."""
+    if name not in REID_MODELS:
+        raise ValueError(f"unknown re-ID model {name!r}: expected one of {', '.join(sorted(REID_MODELS))}")
+    return REID_MODELS[name](num_classes, **kwargs)
