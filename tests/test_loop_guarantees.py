@@ -120,7 +120,7 @@ def test_divergence_stops_naming_where_and_keeps_the_last_good_checkpoint(root, 
                                          "--lr", "1e20"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1
-    assert "non-finite loss at epoch 1, step" in err[0] and "learning rate" in err[0] and str(last) in err[0]
+    assert "non-finite loss or gradient at epoch 1, step" in err[0] and "learning rate" in err[0] and str(last) in err[0]
     after = _state(last, backend)
     assert all(np.array_equal(before[k], after[k]) for k in before)
     assert all(np.isfinite(v).all() for v in after.values())

@@ -5,7 +5,8 @@ has_aux=True)`` followed by the optimizer update, the whole step wrapped in ``mi
 when ``ms_mode == 'GRAPH'``. The forward runs exactly once per step (never a separate forward
 before the gradient, the reference port's mistake). The update is applied only when the loss
 terms and every gradient are finite (a graph-mode ``if`` on a tensor condition); otherwise the
-parameters and the optimizer state stay untouched. Mirrors backends/torch/engine.py.
+parameters and the optimizer state stay untouched, and the returned terms say so (a
+``gradient: nan`` entry when only the gradient was non-finite). Mirrors backends/torch/engine.py.
 """
 from typing import Callable, Dict, Sequence
 
@@ -62,17 +63,20 @@ class TrainStep:
             finite = ops.logical_and(finite, ops.stack(hyper_map(_all_finite_map, grads)).all())
             if finite:
                 optimizer(grads)
-            return terms
+            return terms, finite
 
         self._step = ms.jit(step_fn) if self.ms_mode == "GRAPH" else step_fn
 
     def __call__(self, *arrays) -> Dict[str, float]:
         self.model.set_train(True)
         dtypes = self.dtypes or (ms.float32,) * len(arrays)
-        terms = self._step(*[to_tensor(a, d) for a, d in zip(arrays, dtypes)])
+        terms, finite = self._step(*[to_tensor(a, d) for a, d in zip(arrays, dtypes)])
         if len(terms) != len(self.names):
             raise ValueError(f"loss_fn returned {len(terms)} terms for names {self.names}")
-        return {n: float(t.asnumpy()) for n, t in zip(self.names, terms)}
+        out = {n: float(t.asnumpy()) for n, t in zip(self.names, terms)}
+        if not bool(finite.asnumpy()) and all(np.isfinite(list(out.values()))):
+            out["gradient"] = float("nan")  # finite loss, non-finite gradient: the update was skipped
+        return out
 
 
 def extract(model, images: np.ndarray, batch_size: int = 64, **kwargs) -> np.ndarray:

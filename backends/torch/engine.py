@@ -3,7 +3,7 @@
 :class:`TrainStep` is one forward, one backward and one optimizer step on numpy batches, in
 train mode. The update is applied only when the loss terms and every gradient are finite;
 otherwise the parameters and the optimizer state stay untouched and the returned terms show
-the non-finite values (the shared loop then stops or skips: ``common/engine/loop.py``).
+the non-finite values (a ``gradient: nan`` entry when only the gradient was non-finite) (the shared loop then stops or skips: ``common/engine/loop.py``).
 The MindSpore twin (backends/mindspore/engine.py) has the same names and behaviour.
 """
 from typing import Callable, Dict, Sequence
@@ -59,9 +59,13 @@ class TrainStep:
             raise ValueError(f"loss_fn returned {len(terms)} terms for names {self.names}")
         self.optimizer.zero_grad(set_to_none=True)
         terms[0].backward()
-        if _all_finite(terms, self.params):
+        finite = _all_finite(terms, self.params)
+        if finite:
             self.optimizer.step()
-        return {n: float(t.detach()) for n, t in zip(self.names, terms)}
+        out = {n: float(t.detach()) for n, t in zip(self.names, terms)}
+        if not finite and all(np.isfinite(list(out.values()))):
+            out["gradient"] = float("nan")  # finite loss, non-finite gradient: the update was skipped
+        return out
 
 
 def extract(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64, **kwargs) -> np.ndarray:

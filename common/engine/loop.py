@@ -170,6 +170,7 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
 
     rows: List[dict] = []
     epoch_seconds: List[float] = []
+    skipped = 0  # consecutive skipped steps (train.nonfinite=skip), across epochs
     from tqdm import tqdm
     try:
         with signals.terminate_as_exception():
@@ -177,20 +178,22 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
                 B.device.set_seed(t["seed"] + epoch)
                 lrs = run.lrs(epoch)
                 B.optim.set_group_lrs(run.optimizer, lrs)
-                acc, skipped = _Epoch(), 0
+                acc = _Epoch()
                 bar = tqdm(run.batches(epoch), total=len(run), desc=f"epoch {epoch}", leave=False,
                            disable=None)
                 for step, batch in enumerate(bar):
                     parts = run.train_step(batch)
                     bad = _nonfinite(parts)
                     if bad:
-                        where = (f"non-finite loss at epoch {epoch}, step {step}: "
+                        where = (f"non-finite loss or gradient at epoch {epoch}, step {step}: "
                                  + ", ".join(f"{k}={v}" for k, v in bad.items())
                                  + f" (learning rate {max(lrs):.3g})")
-                        if t["nonfinite"] == "stop" or skipped + 1 >= t["max_skipped"]:
+                        if t["nonfinite"] == "stop" or skipped >= t["max_skipped"]:
                             kept = rd.file("last") if epoch > start or t["resume"] else "none (first epoch)"
+                            advice = ("Lower --lr, or pass --set train.nonfinite=skip" if t["nonfinite"] == "stop"
+                                      else f"{skipped} steps in a row were already skipped; lower --lr")
                             raise DivergenceError(f"{where}; stopped without saving; last good checkpoint: "
-                                                  f"{kept}. Lower --lr, or pass --set train.nonfinite=skip")
+                                                  f"{kept}. {advice}")
                         skipped += 1
                         log.line(f"warning: {where}; step skipped ({skipped} in a row)")
                         continue
