@@ -20,6 +20,8 @@ TEST_FLAGS = {f.names[0]: f for f in SEED_FLAGS if f.names[0] in (
     "--dataset", "--data-path", "--trial", "--device-target", "--gpu", "--resume", "--backend", "--ms-mode",
     "--seed")}
 TEST_FLAGS["--trials"] = Flag(("--trials",), "data.eval_trials", int, "SYSU gallery trials")
+# what evaluation may change for every method (each recipe adds its TEST_KEYS)
+COMMON_TEST_KEYS = ("train.resume", "train.seed", "data.*", "runtime.*")
 
 
 def _allowed(dotted: str, patterns) -> bool:
@@ -65,10 +67,11 @@ def main(argv=None) -> int:
             raise ConfigError(f"'{path}' holds a {stored['method']['name']!r} model, not {args.method!r}")
         cfg = config_from_args(args, TEST_FLAGS, base=stored)
         recipe = recipes.get(cfg["method"]["name"])
-        bad = [k for k in _changed_keys(stored, cfg) if not _allowed(k, recipe.TEST_KEYS)]
+        allowed = COMMON_TEST_KEYS + tuple(recipe.TEST_KEYS)
+        bad = [k for k in _changed_keys(stored, cfg) if not _allowed(k, allowed)]
         if bad:
             raise ConfigError(f"test.py cannot change {', '.join(bad)} (it shapes the trained model); "
-                              f"evaluation may change {', '.join(recipe.TEST_KEYS)}")
+                              f"evaluation may change {', '.join(allowed)}")
         if args.print_config:
             print_config(cfg)
             return 0
