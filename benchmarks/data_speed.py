@@ -10,7 +10,9 @@ train augmentation, 256x128) is read for a few batches with:
   ``GeneratorDataset`` wrappers of backends/*/data.py ``make_native_loader``.
 
 Each configuration is measured ``--repeats`` times, interleaved, and the median is printed
-as frames/s with the ratio to in-process loading computed in the same run. Then, for a step
+as frames/s with the ratio to in-process loading computed in the same run, and as CPU
+milliseconds per frame summed over all processes (independent of how busy the machine is,
+so loaders can be compared on a shared machine where wall-clock ratios are noisy). Then, for a step
 of ``--step-seconds`` (simulated by sleeping, as a GPU step leaves the CPU to the workers;
 ``--measure-step`` times a small torch ResNet-18 training step on one batch instead), the
 fraction of each training-loop iteration spent waiting for the next batch.
@@ -23,7 +25,9 @@ tracklets per identity.
                                     [--repeats 3] [--step-seconds 0.5] [--native] [--quick]
 """
 import argparse
+import gc
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -58,15 +62,28 @@ def loaders(a):
     return out
 
 
+def cpu_seconds():
+    """CPU time of this process and of its finished (reaped) child processes."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def measure_speed(source, a):
-    """Median frames/s per loader over ``a.repeats`` interleaved epochs of ``a.batches``."""
-    times = {}
+    """Per loader: median frames/s and median CPU ms per frame (all processes; a measure of
+    cost that does not depend on how busy the machine is) over ``a.repeats`` interleaved
+    epochs of ``a.batches`` batches."""
+    times, cpus = {}, {}
     for r in range(a.repeats):
         for name, w, make in loaders(a):
-            t0 = time.perf_counter()
+            gc.collect()
+            t0, c0 = time.perf_counter(), cpu_seconds()
             n = sum(1 for _ in make(source, r))
-            times.setdefault((name, w), []).append((time.perf_counter() - t0) / n)
-    return {k: source.frames_per_batch / float(np.median(v)) for k, v in times.items()}
+            gc.collect()
+            wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+            times.setdefault((name, w), []).append(wall / n)
+            cpus.setdefault((name, w), []).append(cpu / n)
+    return {k: (source.frames_per_batch / float(np.median(v)),
+                1e3 * float(np.median(cpus[k])) / source.frames_per_batch) for k, v in times.items()}
 
 
 def torch_step_seconds(source):
@@ -109,7 +126,7 @@ def measure_wait(source, workers, step, prefetch):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default="", help="a MARS folder (default: write synthetic MARS to a temp dir)")
-    p.add_argument("--ids", type=int, default=40, help="identities of the synthetic MARS")
+    p.add_argument("--ids", type=int, default=96, help="identities of the synthetic MARS")
     p.add_argument("--workers", default="0,1,2")
     p.add_argument("--P", type=int, default=16)
     p.add_argument("--K", type=int, default=2)
@@ -134,10 +151,10 @@ def main(argv=None):
               f"{source.frames_per_batch} frames of 256x128, {len(source)} batches x {a.repeats} repeats, "
               f"{os.cpu_count()} CPUs")
         speed = measure_speed(source, a)
-        base = speed[("pool", 0)]
-        print(f"{'loader':10s} {'workers':>7s} {'frames/s':>9s} {'vs w0':>6s}")
-        for (name, w), fps in speed.items():
-            print(f"{name:10s} {w:7d} {fps:9.0f} {fps / base:6.2f}")
+        base = speed[("pool", 0)][0]
+        print(f"{'loader':10s} {'workers':>7s} {'frames/s':>9s} {'vs w0':>6s} {'cpu ms/frame':>13s}")
+        for (name, w), (fps, cpu) in speed.items():
+            print(f"{name:10s} {w:7d} {fps:9.0f} {fps / base:6.2f} {cpu:13.2f}")
         step = a.step_seconds
         if a.measure_step:
             step = torch_step_seconds(source)
@@ -147,7 +164,7 @@ def main(argv=None):
             print(f"{'workers':>7s} {'wait':>6s} {'batch s':>8s} {'step s':>7s}")
             for w in a.workers:
                 frac = measure_wait(source, w, step, a.prefetch)
-                print(f"{w:7d} {frac:6.2f} {source.frames_per_batch / speed[('pool', w)]:8.3f} {step:7.3f}")
+                print(f"{w:7d} {frac:6.2f} {source.frames_per_batch / speed[('pool', w)][0]:8.3f} {step:7.3f}")
     return 0
 
 

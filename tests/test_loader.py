@@ -195,6 +195,22 @@ def test_workers_exit_when_the_consumer_process_is_killed():
     assert all(_dead(pid, timeout=10) for pid in pids)
 
 
+def test_the_mvd_batch_iterator_is_served_once_it_names_its_items():
+    from common.mvd_data import CrossModalBatches
+
+    class MVDSource(CrossModalBatches):  # the two members the contract adds to CrossModalBatches
+        columns = ("rgb", "ir", "labels")
+
+        def items(self, epoch):
+            return self.sampler.batches(epoch, self.rank, self.world_size)[:len(self)]
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (24, 16, 8, 3), dtype=np.uint8)
+    labels = np.repeat(np.arange(6), 4)
+    src = MVDSource(images, labels, images[::-1].copy(), labels, 16, 8, num_ids=3, num_pos=2, seed=4)
+    _same(list(src.epoch(2, prefetch=0)), list(iterate(src, 2, workers=2)))
+
+
 @pytest.mark.slow
 def test_spawn_start_method_gives_the_same_batches():
     _same(list(iterate(ToySource(), 0)), list(iterate(ToySource(), 0, workers=2, start_method="spawn")))

@@ -31,6 +31,13 @@ Pool design (one duplex pipe per worker, torch DataLoader-like round robin):
   the ``finally`` block asks every worker to stop, closes the pipes and joins them, then
   terminates and finally kills any straggler: no orphan processes and no hang. Workers ignore
   SIGINT (the consumer owns Ctrl-C) and exit by themselves if the consumer process dies.
+  A loop that may leave an epoch by an exception should hold the iterator in
+  ``contextlib.closing(iterate(...))`` so the pool stops at once rather than when the
+  generator is garbage-collected.
+
+The default start method is ``fork``: a source holding large arrays in memory (the MVD
+``CrossModalBatches`` holds the whole SYSU training set) is shared copy-on-write instead of
+pickled; ``start_method='spawn'`` works for picklable sources.
 """
 import os
 import pickle
@@ -226,7 +233,10 @@ class _Pool:
             raise
 
     def send(self, w: int, task) -> None:
-        _send_msg(self.conns[w], task)
+        try:
+            _send_msg(self.conns[w], task)
+        except OSError:  # the worker is gone; receiving its next batch reports how it ended
+            pass
 
     def _wait(self, w: int) -> None:
         while not _readable(self.conns[w], POLL_SECONDS):

@@ -28,6 +28,9 @@ data/samplers.py, data/temporal_transforms.py, tools/train_v2v.py and tools/trai
   returns even for multiview samples); distillation adds ``student_idx`` int64 (P*K, M): the
   student's input is ``frames[b, student_idx[b]]`` (see :func:`student_views`).
 
+The reference Dataset's ``teacher_mode`` (augmented plus un-augmented copies of each clip) is
+never switched on by its training scripts and is not reproduced.
+
 Bad input: a corrupt, zero-byte or missing frame raises :class:`DatasetLayoutError` naming the
 file (from :func:`common.data.base.read_image`; raised in a worker it reaches the training
 loop with the same type and message). Skipping would silently change the batch; the
@@ -70,8 +73,11 @@ ERASE_AREA = (0.02, 0.4)
 ERASE_ATTEMPTS = 10      # torchvision RandomErasing (0.4-0.7), which the reference used
 TEST_BATCH = 32          # reference --test_batch (video sides)
 IMG_TEST_BATCH = 512     # reference --img_test_batch (image sides)
-TEACHER_DEFAULTS = {"num_train_images": 8, "P": 18, "K": 4, "strategy": "chunk"}
-STUDENT_DEFAULTS = {"num_train_images": 8, "num_student_images": 2, "P": 12, "K": 4, "strategy": "multiview"}
+# the reference's commands.txt: teacher (train_v2v.py) per dataset, student (train_distill.py)
+TEACHER_ARGS = {"mars": {"P": 8, "K": 4, "num_train_images": 8, "strategy": "chunk"},
+                "dukevideo": {"P": 8, "K": 4, "num_train_images": 8, "strategy": "chunk"},
+                "veri": {"P": 18, "K": 4, "num_train_images": 1, "strategy": "chunk"}}
+STUDENT_ARGS = {"P": 12, "K": 4, "num_train_images": 8, "num_student_images": 2, "strategy": "multiview"}
 
 
 def settings(name: str) -> VideoDataSettings:
