@@ -244,3 +244,17 @@ def test_backend_data_modules_mirror_each_other():
                 and not n.name.startswith("_")}
         names.append((ast.literal_eval(exported), sigs))
     assert names[0] == names[1]
+
+
+def test_data_speed_benchmark_prints_its_tables():
+    r = subprocess.run([sys.executable, "benchmarks/data_speed.py", "--quick", "--workers", "0,1",
+                        "--step-seconds", "0.01"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    rows = {tuple(line.split()[:2]): line.split()[2:] for line in lines
+            if line.split()[:1] in (["pool"], ["threads"])}
+    assert set(rows) == {("pool", "0"), ("pool", "1"), ("threads", "1")}
+    assert rows[("pool", "0")][1] == "1.00" and all(float(v) > 0 for row in rows.values() for v in row)
+    wait = lines[lines.index(next(line for line in lines if line.split()[:1] == ["workers"])) + 1:]
+    assert [line.split()[0] for line in wait] == ["0", "1"]
+    assert all(0 <= float(line.split()[1]) <= 1 for line in wait)

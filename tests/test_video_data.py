@@ -92,6 +92,8 @@ def test_settings_follow_the_reference():
     tf = train_transform("veri")
     assert (tf.erase_attempts, tf.erase_area, tf.erase_aspect, tf.pad) == (10, (0.02, 0.4), (0.7, 1.4), 10)
     assert SETTINGS["mars"].augment_gallery and not SETTINGS["dukevideo"].augment_gallery
+    src = build_train_batches("veri", [Record(("a.jpg",), 0, 0), Record(("b.jpg",), 1, 0)], 2, 1, 1)
+    assert (src.transform.h, src.transform.w, src.transform.erase_aspect) == (224, 224, (0.7, 1.4))
     with pytest.raises(ConfigError, match="unknown VKD dataset"):
         settings("market")
 

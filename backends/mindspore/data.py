@@ -2,9 +2,11 @@
 source (:mod:`common.data.loader`); the PyTorch twin is backends/torch/data.py.
 
 :func:`make_loader` is the one the training loops use. It runs the shared worker pool of
-:func:`common.data.loader.iterate` rather than ``mindspore.dataset.GeneratorDataset``,
-because in the same run (``benchmarks/data_speed.py``, synthetic MARS, 256 frames per batch,
-2-core CPU) the two were as fast as each other (NUMBERS_MS) while only the shared pool
+:func:`common.data.loader.iterate` rather than ``mindspore.dataset.GeneratorDataset`` because
+the two are as fast (``benchmarks/data_speed.py``, synthetic MARS, 256 frames of 256x128 per
+batch, one run on a 2-core machine whose load other jobs kept near 10): wall clock 415 / 315
+frames/s at 1 / 2 workers for the pool, 485 / 321 for GeneratorDataset (485 in-process; the
+same in-process code varied more than that between runs). Only the shared pool
 
 * raises a worker's error with its original type and message (GeneratorDataset turns every
   worker error into ``RuntimeError: Exception thrown from user defined Python function in

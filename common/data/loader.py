@@ -12,23 +12,28 @@ A *batch source* is a plain, picklable object with
   builds it, however many workers there are, and after a resume in the middle of an epoch.
 
 :func:`iterate` yields the batches of one epoch in order: in-process (``workers=0``) or from a
-pool of ``workers`` processes. Processes, not threads: JPEG decoding and per-frame
-augmentation are Python/PIL/numpy code holding the GIL most of the time, so threads give no
-speed-up (``benchmarks/data_speed.py`` prints thread vs process numbers in the same run).
+pool of ``workers`` processes. Processes rather than threads: part of the per-frame work
+(Python-level transform logic, small numpy calls) holds the GIL, so thread scaling depends on
+how much of it PIL and numpy release, while processes scale with free cores at a measured
+cost of about 0.1 ms of CPU per 256x128 float32 frame for the transfer (``benchmarks/
+data_speed.py`` prints pool and thread numbers side by side; on the shared 2-core machine
+where it was written, other jobs kept the load near 10, so wall-clock ratios there cannot
+separate the two).
 
-Pool design (one duplex pipe per worker, torch DataLoader-like round robin):
+Pool design (one Unix socket pair per worker, torch DataLoader-like round robin):
 
 * batch i goes to worker ``i % workers``; each worker has at most ``prefetch`` batches queued
   or finished ahead of the consumer, and the consumer reads worker ``i % workers`` for batch
   i, so results come in order without a reorder buffer;
 * a worker sends each array as raw bytes straight from its buffer and the consumer receives
-  them into freshly allocated arrays (``recv_bytes_into``): two kernel copies, no pickling of
-  the large arrays and no shared-memory segments to leak;
+  them into freshly allocated arrays (``socket.recv_into``): two kernel copies, no pickling of
+  the large arrays and no shared-memory segments to leak (``multiprocessing.Connection``
+  copies a message three more times, which halved the measured throughput);
 * an exception in ``make_batch`` travels back pickled and is raised in the consumer with its
   original type and message (the worker's traceback is chained as the cause); a worker that
-  dies without a word raises ``RuntimeError`` naming it and its exit code;
+  dies without a word raises :class:`WorkerError` (a RuntimeError) naming it and its exit code;
 * when the consumer stops early (generator closed, ``break``, an exception, KeyboardInterrupt)
-  the ``finally`` block asks every worker to stop, closes the pipes and joins them, then
+  the ``finally`` block asks every worker to stop, closes the sockets and joins them, then
   terminates and finally kills any straggler: no orphan processes and no hang. Workers ignore
   SIGINT (the consumer owns Ctrl-C) and exit by themselves if the consumer process dies.
   A loop that may leave an epoch by an exception should hold the iterator in
@@ -212,7 +217,7 @@ class _Pool:
     def __init__(self, source, epoch: int, workers: int, prefetch: int, start_method: Optional[str]):
         method = start_method or ("fork" if os.name == "posix" else "spawn")
         ctx = get_context(method)
-        forked = method == "fork"  # only a forked child inherits (and must close) our pipe ends
+        forked = method == "fork"  # only a forked child inherits (and must close) our socket ends
         parent_pid = os.getpid() if method in ("fork", "spawn") else None
         self.procs, self.conns = [], []
         try:
