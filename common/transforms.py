@@ -55,18 +55,35 @@ def hflip(img, rng, p=0.5):
     return arr[:, ::-1].copy() if rng.random() < p else arr.copy()
 
 
-def normalize(img):
-    """uint8 HWC -> float32 CHW: ``(x / 255 - IMAGENET_MEAN) / IMAGENET_STD`` (SPEC 4)."""
-    arr = _check_hwc(img).astype(np.float32) / np.float32(255.0)
+def _normalize_table():
+    """(3, 256) float32: ``(v / 255 - mean[c]) / std[c]`` for every uint8 value v, computed
+    with the same float32 operations as the formula, so a lookup equals it bit for bit."""
+    v = np.arange(256, dtype=np.float32)[:, None] / np.float32(255.0)
     mean = np.asarray(IMAGENET_MEAN, dtype=np.float32)
     std = np.asarray(IMAGENET_STD, dtype=np.float32)
-    return np.ascontiguousarray(((arr - mean) / std).transpose(2, 0, 1), dtype=np.float32)
+    return np.ascontiguousarray(((v - mean) / std).T, dtype=np.float32)
 
 
-def random_erasing(chw, rng, p=0.5, area=(0.02, 0.4), aspect=(0.3, 3.3), value=0.0):
+_NORMALIZE_TABLE = _normalize_table()
+
+
+def normalize(img):
+    """uint8 HWC -> float32 CHW: ``(x / 255 - IMAGENET_MEAN) / IMAGENET_STD`` (SPEC 4).
+
+    Computed by a per-channel lookup in a 256-entry table of that formula (about 3x faster
+    than the arithmetic, identical values: the operation is element-wise on uint8)."""
+    arr = _check_hwc(img)
+    out = np.empty((3,) + arr.shape[:2], dtype=np.float32)
+    for c in range(3):
+        np.take(_NORMALIZE_TABLE[c], arr[:, :, c], out=out[c])
+    return out
+
+
+def random_erasing(chw, rng, p=0.5, area=(0.02, 0.4), aspect=(0.3, 3.3), value=0.0, attempts=100):
     """Random erasing (Zhong et al. 2020) on a normalised float CHW image (SPEC 4, VKD/MVD).
 
-    With probability p: up to 100 attempts draw a target area ``uniform(area) * H * W`` and an
+    With probability p: up to ``attempts`` (default 100; torchvision's RandomErasing of the
+    VKD reference's time makes 10) draws of a target area ``uniform(area) * H * W`` and an
     aspect ratio ``uniform(aspect)`` (uniform, as in the reference code), giving
     ``eh = round(sqrt(S * r))``, ``ew = round(sqrt(S / r))``; the first rectangle with
     ``eh < H`` and ``ew < W`` is set to ``value`` in every channel at a uniform position.
@@ -77,7 +94,7 @@ def random_erasing(chw, rng, p=0.5, area=(0.02, 0.4), aspect=(0.3, 3.3), value=0
     if rng.random() >= p:
         return out
     _, H, W = out.shape
-    for _ in range(100):
+    for _ in range(int(attempts)):
         target = rng.uniform(area[0], area[1]) * H * W
         ratio = rng.uniform(aspect[0], aspect[1])
         eh = int(round(np.sqrt(target * ratio)))
@@ -212,15 +229,24 @@ class CrossModalTest(_Pipeline):
 
 class VideoTrain(_Pipeline):
     """VKD train (SPEC 4), per frame: bicubic resize h x w -> pad 10 -> random crop -> flip ->
-    normalise -> random erasing (p 0.5, area 0.02-0.4, aspect 0.3-3.3, value 0)."""
+    normalise -> random erasing (p 0.5, area 0.02-0.4, aspect 0.3-3.3, value 0).
 
-    def __init__(self, h=256, w=128):
+    The keyword options follow aimagelab/VKD data/misc.py ``get_transforms``: ``erase_aspect``
+    (VeRi uses (0.7, 1.4)), ``erase_p`` (0 = ``--use_random_erasing False``), ``erase_area``,
+    ``erase_attempts`` (torchvision's 10 for VKD; the default keeps the earlier 100) and
+    ``pad``."""
+
+    def __init__(self, h=256, w=128, erase_p=0.5, erase_area=(0.02, 0.4), erase_aspect=(0.3, 3.3),
+                 erase_attempts=100, pad=10):
         self.h, self.w = h, w
+        self.erase_p, self.erase_area, self.erase_aspect = erase_p, tuple(erase_area), tuple(erase_aspect)
+        self.erase_attempts, self.pad = int(erase_attempts), int(pad)
 
     def one(self, img, rng):
         x = resize(img, self.h, self.w, "bicubic")
-        x = hflip(random_crop(pad(x, 10), self.h, self.w, rng), rng)
-        return random_erasing(normalize(x), rng)
+        x = hflip(random_crop(pad(x, self.pad), self.h, self.w, rng), rng)
+        return random_erasing(normalize(x), rng, p=self.erase_p, area=self.erase_area,
+                              aspect=self.erase_aspect, attempts=self.erase_attempts)
 
 
 class VideoTest(_Pipeline):
