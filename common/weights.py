@@ -11,6 +11,12 @@ TORCH_TO_MS_BN = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mea
                   "running_var": "moving_variance"}
 MS_TO_TORCH_BN = {v: k for k, v in TORCH_TO_MS_BN.items()}
 DROPPED_TORCH = ("num_batches_tracked",)
+# ImageNet loading (backends/<fw>/weights.py load_backbone_pretrained): modules called
+# 'backbone' receive the file; its classifier is not part of a re-ID backbone, and this
+# project's ShallowCAM additions keep their own initialisation.
+BACKBONE_ATTR = "backbone"
+PRETRAINED_IGNORED_PREFIXES = ("fc.",)
+PRETRAINED_OPTIONAL_PREFIXES = ("shallow_cam.", "shallow_cam2.", "shallow_cam3.")
 
 
 def _split(name: str) -> Tuple[str, str]:

@@ -195,19 +195,16 @@ def test_workers_exit_when_the_consumer_process_is_killed():
     assert all(_dead(pid, timeout=10) for pid in pids)
 
 
-def test_the_mvd_batch_iterator_is_served_once_it_names_its_items():
-    from common.mvd_data import CrossModalBatches
-
-    class MVDSource(CrossModalBatches):  # the two members the contract adds to CrossModalBatches
-        columns = ("rgb", "ir", "labels")
-
-        def items(self, epoch):
-            return self.sampler.batches(epoch, self.rank, self.world_size)[:len(self)]
+def test_the_mvd_batch_source_is_served_by_the_pool():
+    from common.data.cross_modal import CrossModalBatches, make_sampler
+    from common.transforms import CrossModalTrain
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (24, 16, 8, 3), dtype=np.uint8)
     labels = np.repeat(np.arange(6), 4)
-    src = MVDSource(images, labels, images[::-1].copy(), labels, 16, 8, num_ids=3, num_pos=2, seed=4)
+    tf = CrossModalTrain(16, 8, erasing=True)
+    src = CrossModalBatches(images, labels, images[::-1].copy(), labels, tf, tf,
+                            make_sampler("port", labels, labels, 3, 2, 4), seed=4)
     _same(list(src.epoch(2, prefetch=0)), list(iterate(src, 2, workers=2)))
 
 

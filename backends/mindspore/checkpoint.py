@@ -31,6 +31,9 @@ from common.checkpoint_io import (FORMAT_TAG, atomic_output, default_file_mode, 
 
 from . import weights
 
+__all__ = ["BACKEND", "save_checkpoint", "save_safetensors", "read_file", "write_file", "load_checkpoint",
+           "read_extra"]
+
 BACKEND = "mindspore"
 OPT_PREFIX = "reid_opt."
 META_FORMAT, META_BACKEND, META_EXTRA = "reid_kd_format", "reid_kd_backend", "reid_kd_extra"

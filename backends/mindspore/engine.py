@@ -14,7 +14,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import ops
 
-__all__ = ["MS_MODES", "TrainStep", "extract", "to_tensor", "check_mode"]
+__all__ = ["MS_MODES", "TrainStep", "extract", "check_mode"]
 
 MS_MODES = ("GRAPH", "PYNATIVE")
 
@@ -27,7 +27,7 @@ def check_mode(ms_mode: str) -> str:
     return ms_mode
 
 
-def to_tensor(array, dtype=ms.float32) -> ms.Tensor:
+def _to_tensor(array, dtype=ms.float32) -> ms.Tensor:
     """A numpy array (or tensor) as a MindSpore tensor of ``dtype``."""
     if isinstance(array, ms.Tensor):
         return array.astype(dtype)
@@ -70,7 +70,7 @@ class TrainStep:
     def __call__(self, *arrays) -> Dict[str, float]:
         self.model.set_train(True)
         dtypes = self.dtypes or (ms.float32,) * len(arrays)
-        terms, finite = self._step(*[to_tensor(a, d) for a, d in zip(arrays, dtypes)])
+        terms, finite = self._step(*[_to_tensor(a, d) for a, d in zip(arrays, dtypes)])
         if len(terms) != len(self.names):
             raise ValueError(f"loss_fn returned {len(terms)} terms for names {self.names}")
         out = {n: float(t.asnumpy()) for n, t in zip(self.names, terms)}

@@ -3,13 +3,16 @@ training step is compared against. Kept out of the training engine."""
 import numpy as np
 import torch
 
+from .device import current_device
 from .engine import model_device
 
 __all__ = ["forward_backward", "sync"]
 
 
-def sync(device) -> None:
-    """Wait for queued device work (CUDA), so wall-clock timing is meaningful."""
+def sync(device=None) -> None:
+    """Wait for queued work on ``device`` (default: the current device; CUDA only), so
+    wall-clock timing is meaningful."""
+    device = current_device() if device is None else device
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 

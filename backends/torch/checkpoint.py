@@ -27,6 +27,9 @@ from common.checkpoint_io import (FORMAT_TAG, atomic_output, first_line, jsonabl
 
 from . import weights
 
+__all__ = ["BACKEND", "save_checkpoint", "save_safetensors", "read_file", "write_file", "load_checkpoint",
+           "read_extra"]
+
 BACKEND = "torch"
 
 
@@ -98,14 +101,15 @@ def read_file(path) -> Tuple[Dict[str, np.ndarray], dict, Optional[dict]]:
     return _to_numpy_state(payload["model"]), payload.get("extra") or {}, payload.get("optimizer")
 
 
-def write_file(path, state: Dict[str, np.ndarray], extra: Optional[dict] = None) -> None:
-    """Atomically write canonical numpy ``state`` as a torch checkpoint without optimizer
-    state. ``num_batches_tracked`` (0) is added for every BatchNorm so the model entry is a
-    complete ``state_dict`` (used by tools.convert_weights)."""
+def write_file(path, state: Dict[str, np.ndarray], extra: Optional[dict] = None,
+               optimizer_state: Optional[dict] = None) -> None:
+    """Atomically write canonical numpy ``state`` (+ a torch optimizer ``state_dict``) as a
+    torch checkpoint. ``num_batches_tracked`` (0) is added for every BatchNorm so the model
+    entry is a complete ``state_dict`` (used by tools.convert_weights)."""
     model_state = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in state.items() if not _is_dropped(k)}
     for prefix in sorted(bn_prefixes(model_state, "running_mean")):
         model_state[f"{prefix}.num_batches_tracked" if prefix else "num_batches_tracked"] = torch.tensor(0)
-    _atomic_save(path, _payload(model_state, None, extra))
+    _atomic_save(path, _payload(model_state, optimizer_state, extra))
 
 
 def load_checkpoint(path, model, optimizer=None) -> dict:

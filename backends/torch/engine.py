@@ -13,7 +13,7 @@ import torch
 
 from .device import current_device
 
-__all__ = ["TrainStep", "extract", "model_device", "to_tensor"]
+__all__ = ["TrainStep", "extract", "model_device"]
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -23,7 +23,7 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return current_device()
 
 
-def to_tensor(array, device, dtype=torch.float32) -> torch.Tensor:
+def _to_tensor(array, device, dtype=torch.float32) -> torch.Tensor:
     """A numpy array (or tensor) as a tensor of ``dtype`` on ``device``."""
     if isinstance(array, torch.Tensor):
         return array.to(device=device, dtype=dtype)
@@ -39,10 +39,11 @@ def _all_finite(terms: Sequence[torch.Tensor], params) -> bool:
 class TrainStep:
     """``step(*arrays)``: ``loss_fn(*tensors)`` returns a tuple ``(total, term1, ...)`` named
     by ``names`` (``names[0]`` is 'total'); backward of ``total``; the optimizer step when
-    everything is finite. ``dtypes`` gives each input's torch dtype (default float32)."""
+    everything is finite. ``dtypes`` gives each input's torch dtype (default float32);
+    ``ms_mode`` exists for symmetry with the MindSpore step and is ignored."""
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn: Callable,
-                 names: Sequence[str], dtypes: Sequence = ()):
+                 names: Sequence[str], dtypes: Sequence = (), ms_mode: str = "GRAPH"):
         if not names or names[0] != "total":
             raise ValueError(f"names must start with 'total', got {names!r}")
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
@@ -53,7 +54,7 @@ class TrainStep:
     def __call__(self, *arrays) -> Dict[str, float]:
         self.model.train()
         dtypes = self.dtypes or (torch.float32,) * len(arrays)
-        tensors = [to_tensor(a, self.device, d) for a, d in zip(arrays, dtypes)]
+        tensors = [_to_tensor(a, self.device, d) for a, d in zip(arrays, dtypes)]
         terms = self.loss_fn(*tensors)
         if len(terms) != len(self.names):
             raise ValueError(f"loss_fn returned {len(terms)} terms for names {self.names}")
@@ -80,7 +81,7 @@ def extract(model: torch.nn.Module, images: np.ndarray, batch_size: int = 64, **
     try:
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
-                batch = to_tensor(np.asarray(images[start:start + batch_size], dtype=np.float32), device)
+                batch = _to_tensor(np.asarray(images[start:start + batch_size], dtype=np.float32), device)
                 chunks.append(model.extract(batch, **kwargs).cpu().numpy())
     finally:
         model.train(was_training)

@@ -12,14 +12,14 @@ import torch
 from torch import nn
 
 from common.errors import CheckpointError
-from common.weights import DROPPED_TORCH, describe_mismatch, diff_keys
+from common.weights import (BACKBONE_ATTR, PRETRAINED_IGNORED_PREFIXES, PRETRAINED_OPTIONAL_PREFIXES,
+                            DROPPED_TORCH, describe_mismatch, diff_keys)
 
 from .backbones.resnet import ResNet
 
-BACKBONE_ATTR = "backbone"
-PRETRAINED_IGNORED_PREFIXES = ("fc.",)        # ImageNet classifier: not part of a re-ID backbone
-PRETRAINED_OPTIONAL_PREFIXES = ("shallow_cam.", "shallow_cam2.", "shallow_cam3.")  # our additions: keep their own init
 
+
+__all__ = ["state_to_numpy", "load_numpy_state", "find_backbones", "load_backbone_pretrained"]
 
 def _is_dropped(name: str) -> bool:
     return name.rpartition(".")[2] in DROPPED_TORCH

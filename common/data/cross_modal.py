@@ -84,8 +84,13 @@ def make_sampler(kind: str, rgb_labels, ir_labels, num_ids: int, num_pos: int, s
 
 
 class CrossModalBatches:
-    """Epoch iterator of MVD training batches: a sampler from :func:`make_sampler` and one train
-    transform per stream (``rgb_tf``, ``ir_tf``: :class:`common.transforms.CrossModalTrain`)."""
+    """The MVD training batch source (the contract of :mod:`common.data.loader`): a sampler from
+    :func:`make_sampler` and one train transform per stream (``rgb_tf``, ``ir_tf``:
+    :class:`common.transforms.CrossModalTrain`). ``B.data.make_loader(source, epoch, workers)``
+    serves it from worker processes; :meth:`epoch` is the in-process iterator with a prefetch
+    thread."""
+
+    columns = ("rgb", "ir", "labels")
 
     def __init__(self, rgb, rgb_labels, ir, ir_labels, rgb_tf, ir_tf, sampler, seed=0, max_batches=0,
                  rank=0, world_size=1):
@@ -99,6 +104,10 @@ class CrossModalBatches:
         n = self.sampler.num_batches // self.world_size
         return min(n, self.max_batches) if self.max_batches else n
 
+    def items(self, epoch: int) -> list:
+        """This rank's sampler items of ``epoch``: ``(rgb_idx, ir_idx, labels)`` per batch."""
+        return self.sampler.batches(epoch, self.rank, self.world_size)[:len(self)]
+
     def make_batch(self, epoch: int, index: int, item) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         rgb_idx, ir_idx, labels = item
         rng = np.random.default_rng([self.seed, epoch, index, self.rank])
@@ -108,7 +117,7 @@ class CrossModalBatches:
 
     def epoch(self, epoch: int, prefetch: int = 2) -> Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Yield this rank's batches of ``epoch``; a worker thread keeps ``prefetch`` ready."""
-        items = self.sampler.batches(epoch, self.rank, self.world_size)[:len(self)]
+        items = self.items(epoch)
         if prefetch <= 0:
             for i, it in enumerate(items):
                 yield self.make_batch(epoch, i, it)

@@ -132,6 +132,18 @@ class _Epoch:
         return {k: v / max(self.n, 1) for k, v in self.sums.items()}
 
 
+def _closing_enumerate(batches, bar):
+    """enumerate(bar), closing ``batches`` (a generator; worker pools stop at once) when the
+    epoch is left early, by an exception or a signal."""
+    try:
+        yield from enumerate(bar)
+    finally:
+        bar.close()
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+
+
 def _nonfinite(parts: Dict[str, float]) -> Dict[str, float]:
     return {k: v for k, v in parts.items() if not math.isfinite(v)}
 
@@ -179,9 +191,9 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
                 lrs = run.lrs(epoch)
                 B.optim.set_group_lrs(run.optimizer, lrs)
                 acc = _Epoch()
-                bar = tqdm(run.batches(epoch), total=len(run), desc=f"epoch {epoch}", leave=False,
-                           disable=None)
-                for step, batch in enumerate(bar):
+                batches = run.batches(epoch)
+                bar = tqdm(batches, total=len(run), desc=f"epoch {epoch}", leave=False, disable=None)
+                for step, batch in _closing_enumerate(batches, bar):
                     parts = run.train_step(batch)
                     bad = _nonfinite(parts)
                     if bad:

@@ -202,7 +202,8 @@ class MVDRun(MethodRun):
         return len(self.loader)
 
     def batches(self, epoch):
-        return self.loader.epoch(epoch)
+        workers = self.cfg["data"]["workers"]
+        return self.loader.epoch(epoch) if workers == 0 else self.B.data.make_loader(self.loader, epoch, workers)
 
     def lrs(self, epoch):
         return group_lrs(epoch_lr(self.cfg["schedule"], self.cfg["optim"]["lr"], epoch), lr_mults(self.cfg))
