@@ -5,9 +5,9 @@
 Backbone settings live once, in ``model``; the seed's command-line flags map onto these
 keys (``common/cli.py``).
 """
+from common.backbones import BACKBONE_ALIASES, BACKBONE_NAMES
 from common.config import Key
 
-BACKBONE_NAMES = ("resnet18", "resnet34", "resnet50", "resnet101")
 DATASETS = ("SYSU", "RegDB", "mars", "dukevideo", "veri", "market1501", "dukemtmcreid", "msmt17", "cuhk03")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("mvd", "warmup_multistep", "multistep")
@@ -17,7 +17,8 @@ BASE = {
         "name": Key("mvd", "training recipe (common/recipes): mvd, vkd-teacher, vkd-student, source, dmmd, kd-reid"),
     },
     "model": {
-        "arch": Key("resnet50", "backbone network (backends/<fw>/backbones)", choices=BACKBONE_NAMES),
+        "arch": Key("resnet50", "backbone network (backends/<fw>/backbones; common/backbones.py)",
+                    choices=tuple(BACKBONE_NAMES) + tuple(BACKBONE_ALIASES)),
         "width": Key(64, "stem width of the backbone; 64 is the real network, smaller values give tiny "
                          "test networks", lo=1),
         "last_stride": Key(1, "stride of the last stage (1 keeps a 2x larger final map, the re-ID habit)",
