@@ -11,15 +11,19 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.backbones import backbone_facts, rename_legacy_densenet_keys
 from common.errors import CheckpointError
 from common.weights import (BACKBONE_ATTR, PRETRAINED_IGNORED_PREFIXES, PRETRAINED_OPTIONAL_PREFIXES,
                             DROPPED_TORCH, describe_mismatch, diff_keys)
 
-from .backbones.resnet import ResNet
+from .backbones import BAMResNet, DenseNet, MobileNetV2, ResNet
+
+BACKBONE_CLASSES = (ResNet, BAMResNet, DenseNet, MobileNetV2)
 
 
 
-__all__ = ["state_to_numpy", "load_numpy_state", "find_backbones", "load_backbone_pretrained"]
+__all__ = ["state_to_numpy", "load_numpy_state", "read_weights_file", "find_backbones",
+           "load_backbone_pretrained"]
 
 def _is_dropped(name: str) -> bool:
     return name.rpartition(".")[2] in DROPPED_TORCH
@@ -69,7 +73,7 @@ def load_numpy_state(model: nn.Module, state: dict, strict: bool = True) -> Tupl
     return missing, unexpected
 
 
-def _read_checkpoint(path: str) -> Dict[str, np.ndarray]:
+def read_weights_file(path: str) -> Dict[str, np.ndarray]:
     """Read a torchvision ``.pth`` state dict or a ``.safetensors`` file into numpy arrays."""
     if not os.path.isfile(path):
         raise CheckpointError(f"pretrained weights not found: {path} (expected a .pth or .safetensors file)")
@@ -93,31 +97,37 @@ def _read_checkpoint(path: str) -> Dict[str, np.ndarray]:
 
 
 def find_backbones(model: nn.Module) -> List[Tuple[str, nn.Module]]:
-    """(qualified name, module) for every ResNet named ``backbone`` or ``*.backbone`` in
-    ``model``; the model itself when it is a bare ResNet (name '')."""
-    if isinstance(model, ResNet):
+    """(qualified name, module) for every backbone of ``model``: the modules named ``backbone``
+    or ``*.backbone`` (any backbone class of ``backbones/``); the model itself when it is a bare
+    backbone (name '')."""
+    if isinstance(model, BACKBONE_CLASSES):
         return [("", model)]
     return [(name, module) for name, module in model.named_modules()
-            if name.rpartition(".")[2] == BACKBONE_ATTR and isinstance(module, ResNet)]
+            if name.rpartition(".")[2] == BACKBONE_ATTR and isinstance(module, BACKBONE_CLASSES)]
 
 
-def load_backbone_pretrained(model: nn.Module, path: str) -> List[nn.Module]:
-    """ImageNet initialisation of every backbone of ``model`` from a torchvision ResNet
-    checkpoint (``.pth``) or a ``.safetensors`` file with canonical names (SPEC sections 6, 11).
+def load_backbone_pretrained(model: nn.Module, path, arch: str = "") -> List[nn.Module]:
+    """ImageNet initialisation of every backbone of ``model`` from a torchvision checkpoint
+    (``.pth``) or a ``.safetensors`` file with canonical names.
 
-    ``fc.*`` keys are ignored; ``shallow_cam.*`` parameters keep their own initialisation.
-    Any other missing or unexpected backbone key, or a shape mismatch, raises
-    CheckpointError. Returns the list of backbone modules that were loaded.
-    """
-    checkpoint = _read_checkpoint(str(path))
-    weights = {k: v for k, v in checkpoint.items()
-               if not k.startswith(PRETRAINED_IGNORED_PREFIXES) and not _is_dropped(k)}
+    ``arch`` (a name of ``common.backbones``) says which keys the file holds that the backbone
+    does not (its classifier: ``fc.*`` / ``classifier.*``) and which backbone parameters keep
+    their own initialisation (BAM modules; the ShallowCAM additions always do); DenseNet's
+    legacy key names are renamed. Without ``arch``: a torchvision ResNet file. Any other
+    missing or unexpected backbone key, or a shape mismatch, raises CheckpointError naming
+    them. Returns the list of backbone modules that were loaded."""
+    ignored, optional = PRETRAINED_IGNORED_PREFIXES, PRETRAINED_OPTIONAL_PREFIXES
+    if arch:
+        facts = backbone_facts(arch)
+        ignored, optional = facts.ignored_pretrained_prefixes, optional + facts.own_init_prefixes
+    checkpoint = rename_legacy_densenet_keys(read_weights_file(str(path)))
+    weights = {k: v for k, v in checkpoint.items() if not k.startswith(ignored) and not _is_dropped(k)}
     backbones = find_backbones(model)
     if not backbones:
-        raise CheckpointError(f"{type(model).__name__} has no ResNet 'backbone' to load {path} into")
+        raise CheckpointError(f"{type(model).__name__} has no 'backbone' to load {path} into")
     loaded = []
     for name, backbone in backbones:
-        expected = [k for k in _model_tensors(backbone) if not k.startswith(PRETRAINED_OPTIONAL_PREFIXES)]
+        expected = [k for k in _model_tensors(backbone) if not k.startswith(optional)]
         missing, unexpected = diff_keys(expected, weights)
         if missing or unexpected:
             raise CheckpointError(f"pretrained weights {path} do not fit backbone '{name or type(backbone).__name__}': "

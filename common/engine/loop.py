@@ -55,6 +55,7 @@ class MethodRun:
     def __init__(self, model, optimizer, num_classes: int, description: str = ""):
         self.model, self.optimizer = model, optimizer
         self.num_classes, self.description = int(num_classes), description
+        self.run_dir = ""  # set by the loop once the run folder exists
 
     def __len__(self) -> int:
         """Training batches per epoch (this rank)."""
@@ -84,6 +85,25 @@ class MethodRun:
     def meta(self) -> dict:
         """Method facts stored in every checkpoint (JSON-serialisable)."""
         return {"num_classes": self.num_classes}
+
+    def num_epochs(self, cfg: dict) -> int:
+        """Epochs the loop runs (``schedule.epochs``; a multi-generation method runs more)."""
+        return int(cfg["schedule"]["epochs"])
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Called at the start of every epoch (before the learning rate is set): a method may
+        switch stages here (a new distillation generation replaces model and optimizer)."""
+
+    def eval_due(self, epoch: int) -> bool:
+        """Whether to evaluate after ``epoch`` besides the ``train.eval_every`` cadence."""
+        return False
+
+    def on_resume(self, extra: dict) -> None:
+        """Called after the resume checkpoint was loaded into model and optimizer."""
+
+    def finish(self) -> None:
+        """Called once after the last epoch (e.g. to write a reference's checkpoint layout
+        into :attr:`run_dir`)."""
 
     def checkpoint_names(self, backend: str) -> Dict[str, str]:
         ext = CKPT_EXT[backend]
@@ -151,7 +171,7 @@ def _nonfinite(parts: Dict[str, float]) -> Dict[str, float]:
 def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
     """Train with ``build(cfg, B, log) -> MethodRun`` and backend ``B``; return a summary
     ``{'best', 'best_epoch', 'rows', 'epoch_seconds', 'run_dir', 'files'}``."""
-    t, s = cfg["train"], cfg["schedule"]
+    t = cfg["train"]
     probe = MethodRun(None, None, 0)
     rd = RunDir(t["log_dir"], t["ckpt"], probe.checkpoint_names(B.name))
     rd.check_can_start(t["resume"], t["overwrite"])
@@ -167,12 +187,15 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
         start = int(extra["epoch"]) + 1
         best, best_epoch = float(extra.get("best", -math.inf)), int(extra.get("best_epoch", -1))
         history = list(extra.get("history", []))
+        run.on_resume(extra)
         log.line(f"resumed from {t['resume']} at epoch {start}")
     from common.config import save_config
     rd.start(t["overwrite"], t["resume"])
     save_config(cfg, rd.path)
     log.open(rd.path)
-    log.line(f"{run.description}; epochs {start}..{s['epochs'] - 1}, {len(run)} batches per epoch")
+    run.run_dir = rd.path
+    epochs = run.num_epochs(cfg)
+    log.line(f"{run.description}; epochs {start}..{epochs - 1}, {len(run)} batches per epoch")
 
     def save(which: str, epoch: int) -> None:
         extra = {"epoch": epoch, "best": best, "best_epoch": best_epoch, "config": cfg, **run.meta(),
@@ -186,8 +209,9 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
     from tqdm import tqdm
     try:
         with signals.terminate_as_exception():
-            for epoch in range(start, s["epochs"]):
+            for epoch in range(start, epochs):
                 B.device.set_seed(t["seed"] + epoch)
+                run.begin_epoch(epoch)
                 lrs = run.lrs(epoch)
                 B.optim.set_group_lrs(run.optimizer, lrs)
                 acc = _Epoch()
@@ -221,7 +245,7 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
                 log.line(f"epoch {epoch} lr {max(lrs):.2e} " + " ".join(f"{k} {v:.4f}" for k, v in means.items())
                          + f" ({secs:.1f}s)")
                 entry = {"epoch": epoch, "lrs": lrs, "seconds": secs, **means}
-                if (epoch + 1) % t["eval_every"] == 0 or epoch + 1 == s["epochs"]:
+                if (epoch + 1) % t["eval_every"] == 0 or epoch + 1 == epochs or run.eval_due(epoch):
                     rows = run.evaluate()
                     log.line("\n" + format_table(rows, run.columns))
                     entry["eval"] = rows
@@ -234,6 +258,8 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
                 history.append(entry)
                 log.record(**entry)
                 save("last", epoch)
+            with signals.critical():
+                run.finish()
     except KeyboardInterrupt as exc:
         resumable = [rd.file(w) for w in ("last", "best") if os.path.isfile(rd.file(w))]
         hint = (f"resume with: --resume {resumable[0]}" if resumable

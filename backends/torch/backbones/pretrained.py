@@ -22,9 +22,9 @@ def load_pretrained_by_name(model: nn.Module, source: Union[str, Mapping]) -> Lo
     mapping with torch names) that fit ``model`` by name and shape; returns the
     :class:`~common.kdreid_models.LoadReport` (loaded, skipped with reasons, untouched).
     Raises CheckpointError when the file cannot be read."""
-    from ..weights import _read_checkpoint, load_numpy_state, state_to_numpy  # weights imports backbones
+    from ..weights import read_weights_file, load_numpy_state, state_to_numpy  # weights imports backbones
 
-    state = _read_checkpoint(str(source)) if isinstance(source, str) else dict(source)
+    state = read_weights_file(str(source)) if isinstance(source, str) else dict(source)
     model_shapes = {k: v.shape for k, v in state_to_numpy(model).items()}
     report = match_state_by_name(model_shapes, {k: np.shape(v) for k, v in state.items()})
     by_key = {strip_module_prefix(k): v for k, v in state.items()}
