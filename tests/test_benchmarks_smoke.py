@@ -1,10 +1,16 @@
-"""The training-step benchmark runs end to end in its quick mode (numbers are not asserted:
-speed targets live in the benchmark's own output, never in unit tests)."""
+"""The benchmarks run end to end in their quick mode. Speed targets are never asserted (they
+live in the benchmarks' own output); what is asserted is that the numbers a benchmark
+prints are consistent with each other and with the computation they describe."""
+import importlib.util
 import os
+import re
 import subprocess
 import sys
 
+import numpy as np
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM = r"([0-9.]+(?:e[+-]?\d+)?)"
 
 
 def test_train_step_benchmark_quick():
@@ -16,3 +22,78 @@ def test_train_step_benchmark_quick():
     for name, line in zip(("torch", "mindspore"), lines[-2:]):
         fields = line.split()
         assert fields[0] == name and all(float(v) > 0 for v in fields[1:])
+
+
+def _load_eval_speed():
+    spec = importlib.util.spec_from_file_location("eval_speed", os.path.join(ROOT, "benchmarks", "eval_speed.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _match(pattern, text):
+    found = re.search(pattern, text, re.MULTILINE)
+    assert found, f"no line matches {pattern!r} in:\n{text}"
+    return found.groups()
+
+
+def _ratio_bounds(loop, fast, loop_digits, fast_digits):
+    """loop / fast for any true times that round to the printed ones."""
+    dl, df = 0.5 * 10.0 ** -loop_digits, 0.5 * 10.0 ** -fast_digits
+    low = (loop - dl) / (fast + df)
+    high = (loop + dl) / (fast - df) if fast > df else float("inf")
+    return low, high
+
+
+def test_eval_speed_quick_reports_consistent_numbers():
+    bench = _load_eval_speed()
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "eval_speed.py"), "--quick"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+
+    # ---- market: vectorised evaluate vs the per-query loop
+    size, fast, runs, loop, ratio, m_ap, r1, minp, diff = _match(
+        rf"^\[market\] (\d+x\d+): evaluate {NUM}s \(runs: ([0-9., ]+)\), evaluate_loop {NUM}s, "
+        rf"speed-up {NUM}x; mAP {NUM} R1 {NUM} mINP {NUM}; max \|vectorised - loop\| = {NUM}$", out)
+    market_size = "{}x{}".format(*bench.SIZES["market_quick"][:2])
+    assert size == market_size
+    fast, loop, ratio = float(fast), float(loop), float(ratio)
+    assert fast == min(float(t) for t in runs.split(", ")), "the reported time is the best run"
+    low, high = _ratio_bounds(loop, fast, 2, 3)
+    assert low - 0.05 <= ratio <= high + 0.05, f"speed-up {ratio} is not loop/fast = {loop}/{fast}"
+    # the metrics it prints are those of the data it describes, and evaluate == evaluate_loop
+    qf, gf, q_pids, g_pids, q_cams, g_cams = bench.make_data("market_quick")
+    args = (bench.compute_distance(qf, gf, "euclidean"), q_pids, g_pids, q_cams, g_cams, "market1501", 50)
+    vec, ref = bench.evaluate(*args), bench.evaluate_loop(*args)
+    worst = max(float(np.abs(vec["cmc"] - ref["cmc"]).max()), abs(vec["mAP"] - ref["mAP"]),
+                abs(vec["mINP"] - ref["mINP"]))
+    assert worst <= 1e-6 and vec["num_valid"] == ref["num_valid"]
+    assert float(diff) == float(f"{worst:.2e}")
+    np.testing.assert_allclose([float(m_ap), float(r1), float(minp)], [ref["mAP"], ref["cmc"][0], ref["mINP"]],
+                               atol=5.1e-5)
+
+    # ---- msmt: feature-level evaluation in a child process, its peak memory
+    size, t_msmt, peak, feat_mb, after_mb, m_ap, r1, minp = _match(
+        rf"^\[msmt\] (\d+x\d+x\d+): evaluate_features {NUM}s, peak RSS {NUM} MB \(features alone {NUM} MB, "
+        rf"after generating them {NUM} MB\); mAP {NUM} R1 {NUM} mINP {NUM}$", out)
+    num_q, num_g, *_, dim, _ = bench.SIZES["msmt_quick"]
+    msmt_size = f"{num_q}x{num_g}x{dim}"
+    assert size == msmt_size
+    qf, gf, q_pids, g_pids, q_cams, g_cams = bench.make_data("msmt_quick")
+    assert abs(float(feat_mb) - (qf.nbytes + gf.nbytes) / 2 ** 20) <= 0.5
+    assert float(peak) >= float(after_mb) >= float(feat_mb)
+    res = bench.evaluate_features(qf, gf, q_pids, g_pids, q_cams, g_cams, "market1501", "euclidean")
+    np.testing.assert_allclose([float(m_ap), float(r1), float(minp)], [res["mAP"], res["cmc"][0], res["mINP"]],
+                               atol=5.1e-5)
+
+    # ---- the summary table repeats those numbers and judges them against the targets
+    t_fast, t_loop, t_ratio, verdict = _match(
+        rf"^market\s+{market_size}\s+{NUM}\s+loop {NUM}s = {NUM}x slower\s+>= 30x: (met|MISSED)$", out)
+    assert (float(t_fast), float(t_loop), float(t_ratio)) == (fast, loop, ratio)
+    if ratio != bench.MARKET_TARGET_RATIO:  # a printed 30.0x may be either side of the target
+        assert verdict == ("met" if ratio > bench.MARKET_TARGET_RATIO else "MISSED")
+    t_time, t_peak, verdict = _match(
+        rf"^msmt\s+{msmt_size}\s+{NUM}\s+peak RSS {NUM} MB\s+< 2048 MB: (met|MISSED)$", out)
+    assert (float(t_time), float(t_peak)) == (float(t_msmt), float(peak))
+    assert verdict == ("met" if float(peak) < bench.MSMT_TARGET_MB else "MISSED")

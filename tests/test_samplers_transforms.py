@@ -63,18 +63,79 @@ def test_pk_determinism_and_epochs_differ(cls):
     assert a.indices(3) == _flat(a.batches(3))
 
 
-@pytest.mark.parametrize("cls", [PKSampler, RandomIdentitySampler])
-def test_pk_rank_split(cls):
-    sampler = cls(PIDS, 2, 2, seed=0)
-    full = sampler.batches(1)
-    shares = [sampler.batches(1, rank=r, world_size=3) for r in range(3)]
-    assert len({len(s) for s in shares}) == 1 and len(shares[0]) == len(full) // 3
+# ---------------------------------------------------------------- rank split (indices)
+def _rank_shares(sampler, epoch, world_size):
+    return [sampler.indices(epoch, rank=r, world_size=world_size) for r in range(world_size)]
+
+
+# (sampler of a seed, world size); ids: world size "of" the batches of epoch 2 with seed 7
+RANK_CASES = [
+    pytest.param(lambda seed: PKSampler(PIDS, 3, 2, seed=seed), 3, id="pk-3of3"),
+    pytest.param(lambda seed: PKSampler(PIDS, 2, 2, seed=seed), 3, id="pk-3of5"),
+    pytest.param(lambda seed: RandomIdentitySampler(np.repeat(np.arange(6), 4), 2, 2, seed=seed), 2,
+                 id="randid-2of5"),
+    pytest.param(lambda seed: RandomIdentitySampler(PIDS, 2, 4, seed=seed), 3, id="randid-3of6"),
+]
+
+
+@pytest.mark.parametrize("make, world_size", RANK_CASES)
+def test_pk_ranks_get_disjoint_items_covering_the_epoch(make, world_size):
+    """Rank r gets the items of batches r, r+W, ... of the 1-rank epoch (cut to the same count
+    on every rank): no item on two ranks (each identity or chunk lands in one batch), and the
+    ranks together hold exactly the 1-rank items, less at most W-1 trailing batches."""
+    sampler = make(7)
+    full = sampler.batches(2)
+    kept = len(full) // world_size
+    shares = _rank_shares(sampler, 2, world_size)
     for r, share in enumerate(shares):
-        assert share == full[r::3][:len(full) // 3]
-    positions = [full.index(b) for s in shares for b in s]
-    assert len(positions) == len(set(positions)), "ranks get disjoint batches"
+        assert share == [i for b in full[r::world_size][:kept] for i in b]
+        for other in shares[r + 1:]:
+            assert not set(share) & set(other), "an item on two ranks"
+    union = sorted(i for share in shares for i in share)
+    assert union == sorted(_flat(full[:kept * world_size]))
+    if len(full) % world_size == 0:  # the sampler promises the whole epoch then
+        assert union == sorted(sampler.indices(2))
+    else:
+        assert len(union) < len(sampler.indices(2))
+    # the same (seed, epoch, rank) gives the same items; another epoch or seed does not
+    assert _rank_shares(make(7), 2, world_size) == shares
+    assert _rank_shares(make(7), 3, world_size) != shares
+    assert _rank_shares(make(8), 2, world_size) != shares
     with pytest.raises(ValueError, match="rank"):
-        sampler.batches(0, rank=3, world_size=3)
+        sampler.batches(0, rank=world_size, world_size=world_size)
+
+
+def test_cross_modal_ranks_get_interleaved_batches():
+    """Cross-modal batches are drawn with replacement, so ranks are disjoint per batch (rank r
+    gets batches r, r+W, ...), not per item; their (rgb, ir, label) items are those batches'."""
+    rgb, ir = np.repeat(np.arange(6), 7), np.repeat(np.arange(6), 3)
+    make = lambda seed: CrossModalIdentitySampler(rgb, ir, B=2, P=3, seed=seed)  # noqa: E731
+    full = make(0).indices(1)  # 8 batches of 6 items
+    shares = _rank_shares(make(0), 1, 3)
+    assert [len(s) for s in shares] == [2 * 6] * 3
+    for r, share in enumerate(shares):
+        assert share == [item for b in (r, r + 3) for item in full[b * 6:(b + 1) * 6]]
+    assert _rank_shares(make(0), 1, 3) == shares
+    assert _rank_shares(make(0), 2, 3) != shares and _rank_shares(make(1), 1, 3) != shares
+
+
+def test_cross_modal_loader_of_a_rank_uses_that_ranks_items(monkeypatch):
+    """mvd_data.CrossModalBatches(rank=r, world_size=W) builds its batches from exactly the
+    sampler's share of rank r (the items, not the images, are compared)."""
+    from common.mvd_data import CrossModalBatches
+    rgb_y, ir_y = np.repeat(np.arange(6), 7), np.repeat(np.arange(6), 3)
+    images = lambda n: np.zeros((n, 8, 4, 3), np.uint8)  # noqa: E731
+    items = []
+    for rank in range(2):
+        loader = CrossModalBatches(images(len(rgb_y)), rgb_y, images(len(ir_y)), ir_y, 8, 4, num_ids=2,
+                                   num_pos=3, seed=4, rank=rank, world_size=2)
+        monkeypatch.setattr(loader, "make_batch", lambda epoch, index, item: item)
+        got = list(loader.epoch(1, prefetch=0))
+        want = CrossModalIdentitySampler(rgb_y, ir_y, 2, 3, seed=4).batches(1, rank, 2)
+        assert len(got) == len(loader) == 8 // 2
+        assert all(all(np.array_equal(a, b) for a, b in zip(g, w)) for g, w in zip(got, want))
+        items.append([tuple(map(tuple, g)) for g in got])
+    assert not set(items[0]) & set(items[1])
 
 
 def test_pk_rejects_too_few_ids():
@@ -100,9 +161,6 @@ def test_cross_modal_sampler_structure():
     assert all((a[0] == b[0]).all() and (a[1] == b[1]).all() for a, b in zip(batches, again))
     other = sampler.batches(1)
     assert any((a[0] != b[0]).any() for a, b in zip(batches, other))
-    shares = [sampler.batches(0, rank=r, world_size=3) for r in range(3)]
-    assert [len(s) for s in shares] == [2, 2, 2]
-    assert shares[1][0][0].tolist() == batches[1][0].tolist()
     items = sampler.indices(0)
     assert len(items) == 8 * 6 and items[0] == (int(batches[0][0][0]), int(batches[0][1][0]),
                                                 int(batches[0][2][0]))

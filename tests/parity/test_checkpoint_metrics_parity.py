@@ -1,7 +1,7 @@
 """Metrics from cross-loaded checkpoints (SPEC 10, last rung): a torch checkpoint converted
 to MindSpore with tools.convert_weights evaluates to the same SYSU table. SPEC 10 asks for
-the metrics side by side; they are printed, and asserted equal to within 0.5 points (a
-near-tie in the ranking may flip under ~1e-6 feature differences)."""
+the metrics side by side; they are printed, and asserted equal to within METRIC_POINTS_ATOL
+points (a near-tie in the ranking may flip under ~1e-6 feature differences; KNOWN_GAPS.md)."""
 import numpy as np
 import pytest
 
@@ -13,6 +13,7 @@ import pre_process_sysu  # noqa: E402
 from common import mvd_runner  # noqa: E402
 from common.config import load_config  # noqa: E402
 from common.data import synthetic  # noqa: E402
+from tests.parity.tolerances import METRIC_POINTS_ATOL  # noqa: E402
 from tools import convert_weights  # noqa: E402
 
 MODEL = ["model.depth=18", "model.width=4", "model.z_dim=8", "model.ib_hidden=[16,8]",
@@ -48,5 +49,5 @@ def test_converted_checkpoint_gives_the_same_metrics(tmp_path, capsys):
     for a, b in zip(rows_t, rows_m):
         assert a["setting"] == b["setting"]
         for k in ("R1", "R10", "R20", "mAP", "mINP"):
-            assert abs(a[k] - b[k]) <= 0.5, (a, b)
+            assert abs(a[k] - b[k]) <= METRIC_POINTS_ATOL, (a, b)
     assert np.isfinite([r["mAP"] for r in rows_t]).all()

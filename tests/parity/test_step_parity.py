@@ -7,8 +7,6 @@ two parameter groups) must leave the parameters within STEP_ATOL of each other, 
 runs PYNATIVE and GRAPH (``mindspore.jit`` step); GRAPH compilation takes about half a
 minute on a 2-core machine, so those cases are marked slow.
 """
-import contextlib
-
 import numpy as np
 import pytest
 
@@ -23,7 +21,8 @@ from backends.torch.mvd import MVDNet as TorchMVDNet  # noqa: E402
 from backends.torch.weights import state_to_numpy as torch_state  # noqa: E402
 from common.data.appearance import render  # noqa: E402
 from common.weights import ms_to_torch_names  # noqa: E402
-from tests.parity.tolerances import CURVE_REL, STEP_ATOL  # noqa: E402
+from tests.parity.tolerances import (CURVE_REL, OPTIMIZER_SAME_GRADS_ATOL, STEP_ATOL, STEP_LOSS_REL,  # noqa: E402
+                                     STEP_FLIP_MAX_DIFF_LR, STEP_MAX_FLIPPED_FRACTION, STEP_NOISE_REL)
 
 TINY = dict(depth=18, width=8, z_dim=16, ib_hidden=(32, 16), cls_hidden=16, dropout=0.0)
 NUM_CLASSES = 4
@@ -45,15 +44,6 @@ def float32_single_thread():
     torch.backends.cudnn.allow_tf32 = False
     yield
     torch.set_num_threads(previous)
-
-
-@contextlib.contextmanager
-def ms_context(mode):
-    ms.set_context(mode=ms.GRAPH_MODE if mode == "GRAPH" else ms.PYNATIVE_MODE)
-    try:
-        yield
-    finally:
-        ms.set_context(mode=ms.PYNATIVE_MODE)
 
 
 def synthetic_batch(step, rng, ids=2, per_id=4):
@@ -80,28 +70,22 @@ def build_pair(opt_name, ms_mode, opt_kwargs=None, seed=0):
     return t_trainer, m_trainer
 
 
+# the ms_mode fixture (tests/conftest.py) sets the MindSpore mode for the whole test
 MODES = ["PYNATIVE", pytest.param("GRAPH", marks=pytest.mark.slow)]
-# Adam's first step moves every element by lr * g / (|g| + eps), i.e. about lr * sign(g): an
-# element whose gradient is at the level of the float32 differences between the frameworks
-# (the ~1e-5 relative train-mode differences of the network parity rung) can flip sign and
-# then differ by up to 2 * lr. Such elements may exceed STEP_ATOL only if their torch
-# gradient (weight decay included) is below NOISE_REL * max |g| of their tensor, stays
-# within 2 * lr, and they are rare (at most MAX_FLIPPED_FRACTION of all elements).
-NOISE_REL = 1e-3
-MAX_FLIPPED_FRACTION = 1e-4
 
 
-@pytest.mark.parametrize("ms_mode", MODES)
+@pytest.mark.parametrize("ms_mode", MODES, indirect=True)
 @pytest.mark.parametrize("opt_name", ["adam", "sgd"])
 def test_one_full_step_matches(opt_name, ms_mode):
-    with ms_context(ms_mode):
-        t_trainer, m_trainer = build_pair(opt_name, ms_mode)
-        before = torch_state(t_trainer.model)
-        batch = synthetic_batch(0, np.random.default_rng(0))
-        t_loss = t_trainer.train_step(*batch)
-        m_loss = m_trainer.train_step(*batch)
-        t_after, m_after = torch_state(t_trainer.model), ms_state(m_trainer.model)
-    assert m_loss["total"] == pytest.approx(t_loss["total"], rel=1e-4)
+    """Adam may exceed STEP_ATOL on sign-flipped near-zero-gradient elements only (see
+    STEP_NOISE_REL in tolerances.py and KNOWN_GAPS.md)."""
+    t_trainer, m_trainer = build_pair(opt_name, ms_mode)
+    before = torch_state(t_trainer.model)
+    batch = synthetic_batch(0, np.random.default_rng(0))
+    t_loss = t_trainer.train_step(*batch)
+    m_loss = m_trainer.train_step(*batch)
+    t_after, m_after = torch_state(t_trainer.model), ms_state(m_trainer.model)
+    assert m_loss["total"] == pytest.approx(t_loss["total"], rel=STEP_LOSS_REL)
     lrs = torch_optim.get_group_lrs(t_trainer.optimizer)
     wd = OPTIM[opt_name]["weight_decay"]
     moved, flipped, total, worst = 0.0, 0, 0, 0.0
@@ -113,18 +97,18 @@ def test_one_full_step_matches(opt_name, ms_mode):
         if opt_name == "adam" and over.any():
             grad = np.abs(param.grad.numpy() + wd * before[name])
             lr = lrs[0] if ".backbone." in name else lrs[1]
-            assert (grad[over] < NOISE_REL * grad.max()).all(), f"{name}: a large-gradient element differs"
-            assert (diff[over] <= 2 * lr * 1.001).all(), f"{name}: differs by more than 2 * lr"
+            assert (grad[over] < STEP_NOISE_REL * grad.max()).all(), f"{name}: a large-gradient element differs"
+            assert (diff[over] <= STEP_FLIP_MAX_DIFF_LR * lr).all(), f"{name}: differs by more than 2 * lr"
             flipped += int(over.sum())
             diff = diff[~over]
         if diff.size:
             worst = max(worst, float(diff.max()))
     assert moved > 10 * STEP_ATOL  # the step really changed the parameters
-    assert flipped <= MAX_FLIPPED_FRACTION * total, f"{flipped} of {total} elements flipped"
+    assert flipped <= STEP_MAX_FLIPPED_FRACTION * total, f"{flipped} of {total} elements flipped"
     assert worst <= STEP_ATOL, f"{opt_name}/{ms_mode}: parameters differ by {worst:.3g} after one step"
 
 
-@pytest.mark.parametrize("ms_mode", MODES)
+@pytest.mark.parametrize("ms_mode", MODES, indirect=True)
 @pytest.mark.parametrize("opt_name", ["adam", "sgd"])
 def test_optimizer_update_matches_torch_on_identical_gradients(opt_name, ms_mode):
     """The optimizer alone, on the real model's two parameter groups: two steps driven by
@@ -142,34 +126,32 @@ def test_optimizer_update_matches_torch_on_identical_gradients(opt_name, ms_mode
     def apply(grads):
         return m_opt(grads)
     rng = np.random.default_rng(0)
-    with ms_context(ms_mode):
-        update = ms.jit(apply) if ms_mode == "GRAPH" else apply
-        for _ in range(2):
-            grads = {n: (rng.standard_normal(p.shape) * 10.0 ** rng.integers(-9, 1, p.shape)).astype(np.float32)
-                     for n, p in t_params.items()}
-            for n, p in t_params.items():
-                p.grad = torch.from_numpy(grads[n])
-            t_opt.step()
-            update(tuple(ms.Tensor(grads[to_torch[p.name]]) for p in m_opt.parameters))
+    update = ms.jit(apply) if ms_mode == "GRAPH" else apply
+    for _ in range(2):
+        grads = {n: (rng.standard_normal(p.shape) * 10.0 ** rng.integers(-9, 1, p.shape)).astype(np.float32)
+                 for n, p in t_params.items()}
+        for n, p in t_params.items():
+            p.grad = torch.from_numpy(grads[n])
+        t_opt.step()
+        update(tuple(ms.Tensor(grads[to_torch[p.name]]) for p in m_opt.parameters))
     t_after, m_after = torch_state(t_model), ms_state(m_model)
     worst = max(float(np.abs(t_after[n] - m_after[n]).max()) for n in t_params)
-    assert worst <= 1e-6, f"{opt_name}/{ms_mode}: parameters differ by {worst:.3g}"
+    assert worst <= OPTIMIZER_SAME_GRADS_ATOL, f"{opt_name}/{ms_mode}: parameters differ by {worst:.3g}"
 
 
-@pytest.mark.parametrize("ms_mode", MODES)
+@pytest.mark.parametrize("ms_mode", MODES, indirect=True)
 def test_twenty_step_loss_curves_agree(ms_mode):
     """Adam at lr 1e-4 on batches of 2 ids x 4 images: a torch run from weights perturbed by
     1e-6 (relative) stays within ~2.4e-3 of the unperturbed one over 20 steps, so this
     set-up is not chaotic at the CURVE_REL scale (lr 3.5e-4 or 4-image batches are: ~1e-1)."""
     rng = np.random.default_rng(1)
     batches = [synthetic_batch(k, rng) for k in range(4)]
-    with ms_context(ms_mode):
-        t_trainer, m_trainer = build_pair("adam", ms_mode, dict(lr=1e-4, weight_decay=5e-4))
-        t_curve, m_curve = [], []
-        for step in range(20):
-            batch = batches[step % len(batches)]
-            t_curve.append(t_trainer.train_step(*batch)["total"])
-            m_curve.append(m_trainer.train_step(*batch)["total"])
+    t_trainer, m_trainer = build_pair("adam", ms_mode, dict(lr=1e-4, weight_decay=5e-4))
+    t_curve, m_curve = [], []
+    for step in range(20):
+        batch = batches[step % len(batches)]
+        t_curve.append(t_trainer.train_step(*batch)["total"])
+        m_curve.append(m_trainer.train_step(*batch)["total"])
     t_curve, m_curve = np.array(t_curve), np.array(m_curve)
     rel = np.abs(m_curve - t_curve) / np.abs(t_curve)
     assert t_curve[-4:].mean() < 0.7 * t_curve[:4].mean()  # it trains
