@@ -20,8 +20,10 @@ TEST_FLAGS = {f.names[0]: f for f in SEED_FLAGS if f.names[0] in (
     "--dataset", "--data-path", "--trial", "--device-target", "--gpu", "--resume", "--backend", "--ms-mode",
     "--seed")}
 TEST_FLAGS["--trials"] = Flag(("--trials",), "data.eval_trials", int, "SYSU gallery trials")
+TEST_FLAGS["--trinet_chk_name"] = Flag(("--trinet_chk_name",), "vkd.teacher_chk_name", str,
+                                       "VKD eval.py: checkpoint name in the run folder's chk/")
 # what evaluation may change for every method (each recipe adds its TEST_KEYS)
-COMMON_TEST_KEYS = ("train.resume", "train.seed", "data.*", "runtime.*")
+COMMON_TEST_KEYS = ("train.resume", "train.seed", "data.*", "runtime.*", "method.name")
 
 
 def _allowed(dotted: str, patterns) -> bool:
@@ -37,9 +39,10 @@ def _changed_keys(old: dict, new: dict):
 
 
 def main(argv=None) -> int:
-    parser = build_parser(__doc__.split("\n")[0], TEST_FLAGS)
+    from common import recipes
+    parser = build_parser(__doc__.split("\n")[0], TEST_FLAGS, tuple(recipes.TEST_ALIASES))
     parser.add_argument("--per-trial", action="store_true", help="also print every trial's row")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
 
     def go():
         import backends
@@ -51,8 +54,13 @@ def main(argv=None) -> int:
         probe = config_from_args(args, TEST_FLAGS)
         path = probe["train"]["resume"]
         if not path:
-            raise ReidError("no checkpoint given: pass --resume PATH (a .pth, .ckpt or .safetensors file)")
+            raise ReidError("no checkpoint given: pass --resume PATH (a .pth, .ckpt or .safetensors file, or a "
+                            "VKD run folder)")
         B = backends.get(probe["runtime"]["backend"])
+        recipe = recipes.get(probe["method"]["name"])
+        stored = None
+        if os.path.isdir(path) and hasattr(recipe, "test_checkpoint"):
+            path, stored = recipe.test_checkpoint(probe)
         extra = B.checkpoint.read_extra(path)
         if extra.get("imported_from") == mvd_import.IMPORTED_FROM:
             stored = validate(load_yaml(os.path.join(recipes.CONFIG_DIR, mvd_import.CONFIG_FILE)))
@@ -60,12 +68,16 @@ def main(argv=None) -> int:
                   f"{mvd_import.CONFIG_FILE}")
         elif "config" in extra and "num_classes" in extra:
             stored = validate(extra["config"])
-        else:
-            raise ReidError(f"'{path}' carries no reid-kd configuration; expected a checkpoint written by train.py "
-                            "or one of the original MVD code (checkpoint.pth.tar)")
-        if args.method and args.method != stored["method"]["name"]:
+        elif stored is None:
+            raise ReidError(f"'{path}' carries no reid-kd configuration; expected a checkpoint written by train.py, "
+                            "one of the original MVD code (checkpoint.pth.tar) or a VKD run folder")
+        num_classes = int(extra.get("num_classes") or stored["num_classes"])
+        stored.pop("num_classes", None)
+        asked = recipes.TEST_ALIASES.get(args.method, args.method) if args.method else None
+        if asked and recipes.get(asked) is not recipes.get(stored["method"]["name"]):
             raise ConfigError(f"'{path}' holds a {stored['method']['name']!r} model, not {args.method!r}")
         cfg = config_from_args(args, TEST_FLAGS, base=stored)
+        cfg["train"]["resume"] = path
         recipe = recipes.get(cfg["method"]["name"])
         allowed = COMMON_TEST_KEYS + tuple(recipe.TEST_KEYS)
         bad = [k for k in _changed_keys(stored, cfg) if not _allowed(k, allowed)]
@@ -78,8 +90,11 @@ def main(argv=None) -> int:
         if not cfg["data"]["data_path"]:
             raise ReidError("no dataset given: pass --data-path DIR")
         setup_backend(B, cfg)
-        model, evaluate = recipe.build_for_test(cfg, B, int(extra["num_classes"]))
-        B.checkpoint.load_checkpoint(path, model)
+        model, evaluate = recipe.build_for_test(cfg, B, num_classes)
+        if hasattr(recipe, "load_for_test"):
+            recipe.load_for_test(B, model, path, cfg)
+        else:
+            B.checkpoint.load_checkpoint(path, model)
         rows = evaluate()
         if not args.per_trial:
             rows = [r for r in rows if "/" not in r["setting"]]

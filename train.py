@@ -17,7 +17,7 @@ from common.cli import OVERWRITE, all_flags, build_parser, config_from_args, pri
 def main(argv=None) -> int:
     flags = all_flags((OVERWRITE,))
     parser = build_parser(__doc__.split("\n")[0], flags)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
 
     def go():
         from common import recipes

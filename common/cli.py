@@ -67,13 +67,16 @@ def _dest(flag: Flag) -> str:
     return "flag_" + flag.key.replace(".", "__")
 
 
-def build_parser(description: str, flags: Dict[str, Flag]) -> argparse.ArgumentParser:
+def build_parser(description: str, flags: Dict[str, Flag], methods_extra=()) -> argparse.ArgumentParser:
     """A parser with ``--method``, ``--config``, ``--set``, ``--print-config`` and ``flags``;
     choices come from the schema, so a bad value is refused by argparse with its list."""
     from common import recipes
     from common.config import schema
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("--method", default=None, choices=recipes.METHODS, help="training recipe (common/recipes)")
+    p = argparse.ArgumentParser(description=description, allow_abbrev=False)
+    p.add_argument("positionals", nargs="*", metavar="ARG",
+                   help="a reference's positional arguments (VKD: DATASET [TEACHER_FOLDER])")
+    p.add_argument("--method", default=None, choices=tuple(recipes.METHODS) + tuple(methods_extra),
+                   help="training recipe (common/recipes)")
     p.add_argument("--config", default=None, help="YAML config (see configs/); flags override it")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. --set optim.weight_decay=1e-4 (repeatable)")
@@ -114,19 +117,30 @@ def _method_of(args, explicit: dict, user_cfg: dict, fallback: str = "mvd") -> s
 def config_from_args(args, flags: Dict[str, Flag], base: Optional[dict] = None) -> dict:
     """The validated configuration of a command line (layers in the module docstring).
     ``base`` replaces the method's default YAML as the bottom layer (test.py: the
-    checkpoint's configuration)."""
+    checkpoint's configuration). A recipe with ``positionals(method, values)`` reads the
+    reference's positional arguments; with ``finalize(cfg)`` it derives dependent keys."""
     from backends import ENV_VAR, resolve_name
     from common import recipes
     from common.config import load_yaml, merge, resolve, validate
+    from common.errors import ConfigError
     explicit = explicit_values(args, flags)
-    user = resolve(args.config, args.overrides, explicit)
+    user = resolve(args.config, args.overrides)
     method = _method_of(args, explicit, user, base["method"]["name"] if base else "mvd")
+    method = recipes.TEST_ALIASES.get(method, method)
+    recipe = recipes.get(method)
+    values = list(getattr(args, "positionals", None) or [])
+    if values:
+        if not hasattr(recipe, "positionals"):
+            raise ConfigError(f"unexpected argument(s) {' '.join(values)}; method {method!r} takes only flags")
+        user = merge(user, recipe.positionals(method, values))
+    user = merge(user, explicit)
     bottom = base if base is not None else load_yaml(recipes.default_config(method))
     cfg = merge(merge(bottom, user), {"method": {"name": method}})
     backend_set = "backend" in user.get("runtime", {})
     if not backend_set and os.environ.get(ENV_VAR) and base is None:
         cfg = merge(cfg, {"runtime": {"backend": resolve_name()}})
-    return validate(cfg)
+    cfg = validate(cfg)
+    return recipe.finalize(cfg) if hasattr(recipe, "finalize") else cfg
 
 
 def print_config(cfg: dict) -> None:

@@ -17,8 +17,8 @@ BASE = {
         "name": Key("mvd", "training recipe (common/recipes): mvd, vkd-teacher, vkd-student, source, dmmd, kd-reid"),
     },
     "model": {
-        "arch": Key("resnet50", "backbone network (backends/<fw>/backbones; common/backbones.py)",
-                    choices=tuple(BACKBONE_NAMES) + tuple(BACKBONE_ALIASES)),
+        "arch": Key("resnet50", "backbone network (backends/<fw>/backbones; common/backbones.py); '' = the "
+                                "teacher's (VKD student)", choices=tuple(BACKBONE_NAMES) + tuple(BACKBONE_ALIASES) + ("",)),
         "width": Key(64, "stem width of the backbone; 64 is the real network, smaller values give tiny "
                          "test networks", lo=1),
         "last_stride": Key(1, "stride of the last stage (1 keeps a 2x larger final map, the re-ID habit)",
@@ -30,8 +30,8 @@ BASE = {
         "dataset": Key("SYSU", "dataset name", choices=DATASETS),
         "data_path": Key("", "dataset root folder"),
         "trial": Key(1, "RegDB trial (one model per trial)", lo=1, hi=10),
-        "height": Key(288, "input height in pixels", lo=8),
-        "width": Key(144, "input width in pixels", lo=8),
+        "height": Key(288, "input height in pixels (VKD: 0 = the dataset's reference size)", lo=0),
+        "width": Key(144, "input width in pixels (VKD: 0 = the dataset's reference size)", lo=0),
         "num_ids": Key(8, "identities per training batch (P)", lo=1),
         "num_pos": Key(4, "images (or tracklets) per identity in a batch (K)", lo=1),
         "workers": Key(0, "data-loading worker processes (0: in the training process, with one "

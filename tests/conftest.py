@@ -32,6 +32,11 @@ _ASKED_MODE = pytest.StashKey[str]()
 
 
 def pytest_configure(config):
+    try:  # tiny test tensors: one torch thread is many times faster than two on a loaded 2-core machine
+        import torch
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
     config.addinivalue_line(
         "markers", f"{GRAPH_MARKER}: the test starts in MindSpore GRAPH mode (set and restored by "
                    "tests/conftest.py); without it (or the ms_mode fixture) a test must start in PYNATIVE")

@@ -56,7 +56,7 @@ def test_bad_overrides_name_the_key(override, fragment):
     ("schedule.epochs=0", ">= 1"), ("schedule.epochs=-3", ">= 1"),
     ("optim.lr=-0.1", "> 0"), ("optim.lr=0", "> 0"), ("optim.lr=nan", "finite"), ("optim.lr=inf", "finite"),
     ("train.eval_every=0", ">= 1"), ("data.eval_trials=0", ">= 1"), ("data.test_batch=0", ">= 1"),
-    ("data.height=0", ">= 8"), ("data.max_batches=-1", ">= 0"), ("schedule.decay_factor=-1", "> 0"),
+    ("data.height=-1", ">= 0"), ("data.max_batches=-1", ">= 0"), ("schedule.decay_factor=-1", "> 0"),
     ("mvd.z_dim=0", ">= 1"), ("data.trial=11", "<= 10"), ("optim.betas=[0.9, 1.5]", "<= 0.999999"),
     ("optim.betas=[0.9]", "2 values"), ("mvd.dropout=1.0", "<= 0.99"), ("train.seed=-1", ">= 0"),
     ("schedule.milestones=[-1]", ">= 0"), ("data.workers=-2", ">= 0"),

@@ -88,17 +88,23 @@ def settings(name: str) -> VideoDataSettings:
     return SETTINGS[key]
 
 
-def train_transform(name: str, erase_p: float = ERASE_P) -> VideoTrain:
-    """The reference's train pipeline for dataset ``name`` (``erase_p=0``: no erasing)."""
+def _size(s: VideoDataSettings, size) -> Tuple[int, int]:
+    return (int(size[0]), int(size[1])) if size else (s.height, s.width)
+
+
+def train_transform(name: str, erase_p: float = ERASE_P, size=None) -> VideoTrain:
+    """The reference's train pipeline for dataset ``name`` (``erase_p=0``: no erasing);
+    ``size`` = (height, width) overrides the dataset's input size."""
     s = settings(name)
-    return VideoTrain(s.height, s.width, erase_p=erase_p, erase_area=ERASE_AREA,
+    h, w = _size(s, size)
+    return VideoTrain(h, w, erase_p=erase_p, erase_area=ERASE_AREA,
                       erase_aspect=s.erase_aspect, erase_attempts=ERASE_ATTEMPTS, pad=PAD)
 
 
-def test_transform(name: str) -> VideoTest:
-    """The reference's test pipeline for dataset ``name``: bicubic resize, normalise."""
-    s = settings(name)
-    return VideoTest(s.height, s.width)
+def test_transform(name: str, size=None) -> VideoTest:
+    """The reference's test pipeline for dataset ``name``: bicubic resize, normalise
+    (``size`` overrides the dataset's input size)."""
+    return VideoTest(*_size(settings(name), size))
 
 
 test_transform.__test__ = False  # not a pytest test
@@ -184,7 +190,9 @@ class VideoTrainBatches:
 
 def build_train_batches(dataset: str, records: Sequence[Record], P: int, K: int, num_train_images: int,
                         num_student_images: int = 0, strategy: str = "", seed: int = 0, rank: int = 0,
-                        world_size: int = 1, max_batches: int = 0, erase_p: float = ERASE_P) -> VideoTrainBatches:
-    """:class:`VideoTrainBatches` with the reference's transform for ``dataset``."""
-    return VideoTrainBatches(records, train_transform(dataset, erase_p), P, K, num_train_images,
+                        world_size: int = 1, max_batches: int = 0, erase_p: float = ERASE_P,
+                        size=None) -> VideoTrainBatches:
+    """:class:`VideoTrainBatches` with the reference's transform for ``dataset`` (input
+    ``size`` = (height, width) when given)."""
+    return VideoTrainBatches(records, train_transform(dataset, erase_p, size), P, K, num_train_images,
                              num_student_images, strategy, seed, rank, world_size, max_batches)

@@ -172,8 +172,9 @@ class VideoTestBatches:
         return (out,)
 
 
-def side_batches(dataset: str, side: EvalSide, batch_size: int = 0) -> VideoTestBatches:
-    """:class:`VideoTestBatches` of ``side`` with ``dataset``'s test transform; the batch size
-    defaults to the reference's (32 tracklets for video sides, 512 images for image sides)."""
+def side_batches(dataset: str, side: EvalSide, batch_size: int = 0, size=None) -> VideoTestBatches:
+    """:class:`VideoTestBatches` of ``side`` with ``dataset``'s test transform (input ``size``
+    when given); the batch size defaults to the reference's (32 tracklets for video sides, 512
+    images for image sides)."""
     default = TEST_BATCH if side.name.startswith("video") else IMG_TEST_BATCH
-    return VideoTestBatches(side.frames, test_transform(dataset), batch_size or default)
+    return VideoTestBatches(side.frames, test_transform(dataset, size), batch_size or default)

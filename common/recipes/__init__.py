@@ -18,8 +18,12 @@ CONFIG_DIR = os.path.join(ROOT, "configs")
 # method name -> recipe module
 RECIPES: Dict[str, str] = {
     "mvd": "common.recipes.mvd",
+    "vkd-teacher": "common.recipes.vkd",
+    "vkd-student": "common.recipes.vkd",
 }
 METHODS = tuple(RECIPES)
+# test.py names for a network whatever stage trained it (VKD's eval.py evaluates any TriNet)
+TEST_ALIASES = {"vkd": "vkd-teacher"}
 
 
 def get(method: str):
@@ -41,5 +45,7 @@ def owner_of_section(section: str) -> str:
 
 
 def default_config(method: str) -> str:
-    """Path of ``method``'s default configuration file (the bottom layer of every run)."""
-    return os.path.join(CONFIG_DIR, get(method).DEFAULT_CONFIG)
+    """Path of ``method``'s default configuration file (the bottom layer of every run); a
+    recipe of several methods maps each to its file."""
+    name = get(method).DEFAULT_CONFIG
+    return os.path.join(CONFIG_DIR, name[method] if isinstance(name, dict) else name)

@@ -115,6 +115,8 @@ def check(cfg: dict) -> None:
     """Cross-key checks before any data is read."""
     cross_modal.check_dataset(cfg["data"]["dataset"])
     check_schedule(cfg["schedule"])
+    if min(cfg["data"]["height"], cfg["data"]["width"]) < 8 or not cfg["model"]["arch"]:
+        raise ConfigError("MVD needs data.height and data.width >= 8 and a model.arch")
     m = cfg["mvd"]
     if m["loss"] == "routed" and m["flow"] != "routed" or m["flow"] == "routed" and m["loss"] != "routed":
         raise ConfigError(f"mvd.loss={m['loss']!r} needs mvd.flow={'routed' if m['loss'] == 'routed' else 'reference'!r}"

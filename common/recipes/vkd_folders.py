@@ -1,0 +1,152 @@
+"""VKD run folders (aimagelab/VKD utils/saver.py): reading the reference's, writing ours.
+
+Layout::
+
+    <run>/params/params.json    the run's arguments (``dataset_name``, ``backbone``, ...)
+    <run>/params/hparams.json   TriNet's ``{"backbone_type", "num_classes", "pretrained"}``
+    <run>/chk/<name>            the network's weights: ``chk_end`` (teacher), ``chk_di_<g>``
+                                (student generation g)
+
+A reference folder's ``chk/<name>`` is a torch ``state_dict`` with VKD's module names
+(``backbone.features_layers.<i>...``, ``classifier.bottleneck.*``, ``classifier.classifier.*``),
+mapped here by name onto this project's (``common.backbones.vkd_checkpoint_key``; the
+classifier names are the same). The folders this project writes hold the same JSON files and
+``chk/<name>`` in the backend's own checkpoint format (torch: as written by
+``backends/torch/checkpoint.py``; MindSpore: ``chk/<name>.ckpt``), so a run of either
+framework, or of the reference, can be a teacher or a student, or be evaluated.
+This project's own run folders (``config.yaml`` + ``<backend>_last.*``) are accepted too.
+"""
+import json
+import os
+from typing import Dict, Tuple
+
+import numpy as np
+
+from common.backbones import canonical_backbone_name, vkd_checkpoint_key
+from common.errors import CheckpointError, ConfigError
+
+PARAMS, HPARAMS, CHK = ("params", "params.json"), ("params", "hparams.json"), "chk"
+_DATASET_NAMES = {"dukevideo": "duke-video-reid", "mars": "mars", "veri": "veri"}
+
+
+def is_vkd_state(keys) -> bool:
+    """True for the keys of a VKD TriNet state dict."""
+    return any(k.startswith("backbone.features_layers.") for k in keys)
+
+
+def vkd_to_canonical(state: Dict, arch: str) -> Dict:
+    """A VKD TriNet state dict under this project's names (num_batches_tracked dropped)."""
+    out = {}
+    for key, value in state.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        if key.startswith("backbone."):
+            new = vkd_checkpoint_key(arch, key[len("backbone."):])
+            if new is None:
+                raise CheckpointError(f"unknown key {key!r} in a VKD checkpoint of a {arch}")
+            out[f"backbone.{new}"] = value
+        else:
+            out[key] = value
+    return out
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read '{path}': {e}") from None
+
+
+def folder_facts(folder: str) -> Tuple[str, int]:
+    """(backbone name, number of classes) of a VKD-layout or project run folder."""
+    hp = os.path.join(folder, *HPARAMS)
+    if os.path.isfile(hp):
+        h = _read_json(hp)
+        if "backbone_type" not in h or "num_classes" not in h:
+            raise CheckpointError(f"'{hp}' lacks backbone_type / num_classes; expected VKD's TriNet hparams")
+        return canonical_backbone_name(h["backbone_type"]), int(h["num_classes"])
+    cfg_path = os.path.join(folder, "config.yaml")
+    if os.path.isfile(cfg_path):
+        import yaml
+        with open(cfg_path, encoding="utf-8") as f:
+            cfg = yaml.safe_load(f) or {}
+        arch = (cfg.get("model") or {}).get("arch")
+        last = [n for n in os.listdir(folder) if n.endswith(("_last.pth", "_last.ckpt"))]
+        if arch and last:
+            from tools.convert_weights import read_weights
+            return canonical_backbone_name(arch), int(read_weights(os.path.join(folder, last[0]))[1]["num_classes"])
+    raise CheckpointError(f"'{folder}' is not a VKD run folder: expected {os.path.join(*HPARAMS)} (with "
+                          f"{os.path.join(*PARAMS)} and {CHK}/<name>) or a train.py run folder")
+
+
+def checkpoint_in(folder: str, name: str) -> str:
+    """The file of checkpoint ``name`` in a run folder (VKD's ``chk/<name>``, the MindSpore
+    ``chk/<name>.ckpt``, or this project's ``<backend>_last.*`` when ``name`` is chk_end and the
+    folder has no chk/)."""
+    chk = os.path.join(folder, CHK)
+    for candidate in (os.path.join(chk, name), os.path.join(chk, name + ".ckpt"),
+                      os.path.join(chk, name + ".safetensors")):
+        if os.path.isfile(candidate):
+            return candidate
+    if not os.path.isdir(chk):
+        for candidate in ("torch_last.pth", "mindspore_last.ckpt"):
+            if name == "chk_end" and os.path.isfile(os.path.join(folder, candidate)):
+                return os.path.join(folder, candidate)
+        raise CheckpointError(f"'{folder}' has no {CHK}/ folder; expected VKD's layout ({CHK}/{name})")
+    found = sorted(os.listdir(chk))
+    raise CheckpointError(f"no checkpoint '{name}' in '{chk}' (found: {', '.join(found) or 'nothing'})")
+
+
+def load_state(path: str, arch: str) -> Dict[str, np.ndarray]:
+    """Canonical weights of any checkpoint file (VKD's plain state dicts mapped by name)."""
+    from tools.convert_weights import read_weights
+    state, _, _ = read_weights(path)
+    return vkd_to_canonical(state, arch) if is_vkd_state(state) else state
+
+
+def locate(source: str, chk_name: str, arch: str, num_classes: int, what: str) -> Tuple[str, str]:
+    """(checkpoint file, backbone) of ``source`` (a run folder or a checkpoint file) after
+    checking it against this run: ``arch`` ('' = take the folder's) and ``num_classes``."""
+    if os.path.isdir(source):
+        folder_arch, folder_classes = folder_facts(source)
+        if arch and canonical_backbone_name(arch) != folder_arch:
+            raise ConfigError(f"the {what} in '{source}' is a {folder_arch}, but --backbone says {arch}")
+        if folder_classes != num_classes:
+            raise ConfigError(f"the {what} in '{source}' has {folder_classes} classes, the training set "
+                              f"{num_classes} identities; expected a network trained on this dataset")
+        return checkpoint_in(source, chk_name), folder_arch
+    if not os.path.isfile(source):
+        raise CheckpointError(f"{what} '{source}' not found; expected a run folder or a checkpoint file")
+    if not arch:
+        raise ConfigError(f"the {what} '{source}' is a file: pass --backbone")
+    return source, canonical_backbone_name(arch)
+
+
+def write_run_folder(run_dir: str, B, model, cfg: dict, num_classes: int, chk_name: str) -> str:
+    """Write VKD's layout into ``run_dir`` (params/*.json and chk/<chk_name> in the backend's
+    format); returns the checkpoint path."""
+    from common.checkpoint_io import atomic_output
+    for parts, data in ((PARAMS, params_json(cfg)),
+                        (HPARAMS, {"backbone_type": cfg["model"]["arch"], "num_classes": num_classes,
+                                   "pretrained": bool(cfg["vkd"]["pretrained"])})):
+        path = os.path.join(run_dir, *parts)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with atomic_output(path) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=1)
+    path = os.path.join(run_dir, CHK, chk_name + (".ckpt" if B.name == "mindspore" else ""))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    B.checkpoint.save_checkpoint(path, model, None, {"config": cfg, "num_classes": num_classes})
+    return path
+
+
+def params_json(cfg: dict) -> dict:
+    """VKD's params.json entries this run corresponds to."""
+    v, d, s = cfg["vkd"], cfg["data"], cfg["schedule"]
+    return {"dataset_name": _DATASET_NAMES.get(d["dataset"], d["dataset"]), "backbone": cfg["model"]["arch"],
+            "pretrained": v["pretrained"], "p": d["num_ids"], "k": d["num_pos"],
+            "num_train_images": v["num_train_images"], "num_test_images": v["num_test_images"],
+            "num_epochs": s["epochs"], "first_milestone": v["first_milestone"],
+            "step_milestone": v["step_milestone"], "gamma": s["gamma"], "metric": v["metric"],
+            "train_strategy": v["train_strategy"], "exp_name": cfg["train"]["ckpt"]}
