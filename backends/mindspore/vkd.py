@@ -37,7 +37,11 @@ class TriNet(nn.Cell):
 
     def construct(self, x):
         b, v = x.shape[0], x.shape[1]
-        feats = ops.mean(self.backbone(x.reshape((b * v,) + x.shape[2:])), (2, 3))
+        return self.head(self.backbone(x.reshape((b * v,) + x.shape[2:])), b, v)
+
+    def head(self, maps, b, v):
+        """Everything after the backbone: feature maps (B*V, D, h, w) -> (embedding, logits)."""
+        feats = ops.mean(maps, (2, 3))
         emb = ops.mean(feats.reshape(b, v, -1), 1)
         logits = self.classifier(feats)[1]
         return emb, ops.mean(logits.reshape(b, v, -1), 1)

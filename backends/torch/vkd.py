@@ -47,7 +47,12 @@ class TriNet(nn.Module):
 
     def forward(self, x: torch.Tensor):
         b, v = x.shape[0], x.shape[1]
-        feats = self.backbone(x.reshape(b * v, *x.shape[2:])).mean(dim=(2, 3))
+        return self.head(self.backbone(x.reshape(b * v, *x.shape[2:])), b, v)
+
+    def head(self, maps: torch.Tensor, b: int, v: int):
+        """Everything after the backbone: its feature maps (B*V, D, h, w) -> (embedding,
+        logits) as :meth:`forward` returns them (Grad-CAM differentiates through this)."""
+        feats = maps.mean(dim=(2, 3))
         emb = feats.reshape(b, v, -1).mean(dim=1)
         logits = self.classifier(feats)[1]
         return emb, logits.reshape(b, v, -1).mean(dim=1)

@@ -44,3 +44,9 @@ METRIC_POINTS_ATOL = 0.5
 # ---- optimizers vs the torch.optim documentation formulas (tests/test_optim_formulas.py)
 # Parameters of O(1) after three float32 Adam/SGD steps vs the same formulas in float64.
 OPTIMIZER_VS_FORMULA_ATOL = 1e-6
+
+# ---- Grad-CAM (tests/test_heatmaps.py)
+# Grad-CAM maps of one clip from identical weights (eval mode), each frame's map of unit L2
+# norm, and the [0, 1] heat maps upsampled from them: the forward (FORWARD_MAX_REL) and
+# gradient (GRAD_RTOL) rungs carried through a weighted channel sum.
+GRADCAM_ATOL = 1e-4
