@@ -1,6 +1,7 @@
 """Numpy reference specs of the losses of the original MVD PyTorch code (Tian et al.,
 "Farewell to Mutual Information: Variational Distillation for Cross-Modal Person
-Re-Identification", CVPR 2021; repository FutabaSakuraXD/Farewell-to-Mutual-Information-...,
+Re-Identification", CVPR 2021; repository
+FutabaSakuraXD/Farewell-to-Mutual-Information-Variational-Distiilation-for-Cross-Modal-Person-Re-identification,
 files utlis.py and reid/trainers.py): the cross-modal rank loss, the Sinkhorn distance of its
 "conventional mutual learning" term and its kl_div call used for VSD / VCD.
 
@@ -125,8 +126,9 @@ def sinkhorn_iterate(p, q, eps=0.01, max_iter=100, thresh=0.1):
 def sinkhorn_distance(p, q, eps=0.01, max_iter=100, thresh=0.1):
     """Entropic Wasserstein (Sinkhorn) distance between the rows of ``p`` and ``q`` (N, C)
     (utlis.py ``SinkhornDistance``, 2-D inputs, reduction 'mean' of one value; eps and
-    max_iter are its defaults, thresh its hard-coded 1e-1); see :func:`sinkhorn_iterate`. The trainer applies it to
-    ``softmax(logit_i)`` and ``softmax(logit_v)`` (reid/trainers.py, conventional_ML)."""
+    max_iter are its defaults, thresh its hard-coded 1e-1); see :func:`sinkhorn_iterate`.
+    The trainer applies it to ``softmax(logit_i)`` and ``softmax(logit_v)`` (reid/trainers.py,
+    conventional_ML)."""
     return sinkhorn_iterate(p, q, eps, max_iter, thresh)[0]
 
 
