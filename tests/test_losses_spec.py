@@ -139,10 +139,160 @@ def test_vml_jensen_shannon():
     assert expected <= math.log(2.0)
 
 
-def test_kl_div_original_formula():
-    # target = softmax(obs) = [.25, .75], input = softmax(rep) = [.5, .5]; mean over 2 elements
-    expected = (0.25 * (math.log(0.25) - 0.5) + 0.75 * (math.log(0.75) - 0.5)) / 2
+# ---------------------------------------------------------------- MVD, original code's losses
+def test_kl_div_original_is_torch_kl_div_on_probabilities():
+    # torch kl_div(input=p, target=q), reduction 'mean': mean over B*C of q (log q - p);
+    # p = softmax(obs) = [.25, .75] (input), q = softmax(rep) = [.5, .5] (target)
+    expected = (0.5 * (math.log(0.5) - 0.25) + 0.5 * (math.log(0.5) - 0.75)) / 2
     assert L.kl_div_original([[0.0, LN3]], [[0.0, 0.0]]) == pytest.approx(expected, rel=1e-12)
+    # the temperature divides both sides
+    assert L.kl_div_original([[0.0, 2 * LN3]], [[0.0, 0.0]], T=2.0) == pytest.approx(expected, rel=1e-12)
+    # swapped roles (the old reading: target = softmax(obs)) give another number
+    swapped = (0.25 * (math.log(0.25) - 0.5) + 0.75 * (math.log(0.75) - 0.5)) / 2
+    assert abs(expected - swapped) > 0.05
+    # mean over all B*C elements: a second identical row leaves the value unchanged
+    assert L.kl_div_original([[0.0, LN3]] * 2, [[0.0, 0.0]] * 2) == pytest.approx(expected, rel=1e-12)
+
+
+def test_cross_entropy_equals_reference_label_smoothing():
+    """utlis.py CrossEntropyLabelSmooth: ``(-q * log_softmax(z)).mean(0).sum()``, q the smoothed
+    one-hot, written out here independently of common.losses."""
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(6, 7)) * 3
+    labels = rng.integers(0, 7, size=6)
+    for eps in (0.0, 0.1, 0.5):
+        q = np.full((6, 7), eps / 7)
+        q[np.arange(6), labels] += 1 - eps
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        reference = (-q * log_p).mean(axis=0).sum()
+        assert L.cross_entropy(logits, labels, eps) == pytest.approx(reference, rel=1e-12)
+
+
+SQRT2 = math.sqrt(2.0)
+RANK_EPS = 1e-5  # the reference's guard on every denominator
+
+
+def test_rank_loss_cross_positives_and_intra_negatives_by_hand():
+    # directions (1,0), (0,1), (-1,0), (0,-1) after L2 normalisation
+    feats = [[3.0, 0.0], [0.0, 0.5], [-1.0, 0.0], [0.0, -2.0]]
+    pids, modality = [0, 0, 1, 1], [0, 1, 1, 0]
+    # every anchor: its positive is cross-modal at sqrt 2 (hinge sqrt2 + m2 - a2 = sqrt2 - 1),
+    # no intra positive (0 / (0 + 1e-5) = 0); the intra negative at sqrt 2 < a1 = 2.2 has
+    # weight e^(a1 - sqrt2); the cross negative at exactly 2 = a2 is not < a2: no cross term.
+    w = math.exp(2.2 - SQRT2)
+    per_anchor = (SQRT2 - 1.0) / (1 + RANK_EPS) + (2.2 - SQRT2) * w / (w + RANK_EPS)
+    assert L.rank_loss(feats, pids, modality) == pytest.approx(per_anchor, rel=1e-12)
+
+
+def test_rank_loss_intra_positives_and_cross_negatives_by_hand():
+    feats = [[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]]
+    pids, modality = [0, 0, 1, 1], [0, 0, 1, 1]
+    # every anchor: intra positive at 2 (hinge 2 + m1 - a1 = 0.7), two cross negatives at
+    # sqrt 2 < a2 = 2.0 with equal weights w = e^(a2 - sqrt2); no cross positive, no intra negative
+    w = math.exp(2.0 - SQRT2)
+    per_anchor = 0.7 / (1 + RANK_EPS) + (2.0 - SQRT2) * 2 * w / (2 * w + RANK_EPS)
+    assert L.rank_loss(feats, pids, modality) == pytest.approx(per_anchor, rel=1e-12)
+    # margins and thresholds are parameters: m1 = 0.2 makes the intra hinge 2 + 0.2 - 2.2 = 0
+    w1 = math.exp(2.0 - SQRT2)
+    assert L.rank_loss(feats, pids, modality, m1=0.2) == pytest.approx(
+        (2.0 - SQRT2) * 2 * w1 / (2 * w1 + RANK_EPS), rel=1e-12)
+
+
+def _rank_loss_by_anchor(feats, pids, sub, m1, m2, a1, a2, tval):
+    """Per-anchor loop with boolean indexing, in the order of utlis.py Rank_loss.rank_loss."""
+    x = np.asarray(feats, dtype=np.float64)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sq = (x ** 2).sum(axis=1)
+    dist = np.sqrt(np.clip(sq[:, None] + sq[None, :] - 2 * x @ x.T, 1e-12, None))
+    pids, sub = np.asarray(pids), np.asarray(sub)
+    total = 0.0
+    for i in range(len(pids)):
+        is_pos = pids == pids[i]
+        is_pos[i] = False
+        is_neg = pids != pids[i]
+        intra = sub == sub[i]
+        loss_i = 0.0
+        for mod_mask, m, a in ((intra, m1, a1), (~intra, m2, a2)):
+            ap = np.clip(dist[i][is_pos & mod_mask] + m - a, 0, None)
+            loss_i += ap.sum() / (ap.size + 1e-5)
+            an = dist[i][is_neg & mod_mask]
+            an = an[an < a]
+            weight = np.exp(tval * (a - an))
+            loss_i += ((a - an) * weight).sum() / (weight.sum() + 1e-5)
+        total += loss_i
+    return total / len(pids)
+
+
+@pytest.mark.parametrize("params", [dict(m1=0.9, m2=1.0, a1=2.2, a2=2.0, tval=1.0),
+                                    dict(m1=0.5, m2=0.7, a1=1.4, a2=1.3, tval=2.5)])
+def test_rank_loss_matches_a_per_anchor_loop(params):
+    rng = np.random.default_rng(6)
+    feats = rng.normal(size=(10, 5))
+    pids = rng.integers(0, 3, size=10)
+    sub = rng.integers(0, 2, size=10)
+    expected = _rank_loss_by_anchor(feats, pids, sub, **params)
+    assert L.rank_loss(feats, pids, sub, **params) == pytest.approx(expected, rel=1e-12)
+
+
+def _sinkhorn_symmetric_2x2(d, c, eps, thresh, max_iter=100):
+    """Sinkhorn on C = [[d, c], [c, d]] by hand: by symmetry u_0 = u_1 = u and v_0 = v_1 = v, so
+    every row and column of exp(M) sums to e^((u+v)/eps) (e^(-d/eps) + e^(-c/eps)) and the
+    cost is 2 e^((u+v)/eps) (d e^(-d/eps) + c e^(-c/eps)). Returns (cost, iterations)."""
+    row = math.exp(-d / eps) + math.exp(-c / eps)
+    log_half = math.log(0.5 + 1e-8)
+    u = v = 0.0
+    for it in range(1, max_iter + 1):
+        u_new = u + eps * (log_half - math.log(math.exp((u + v) / eps) * row + 1e-6))
+        v = v + eps * (log_half - math.log(math.exp((u_new + v) / eps) * row + 1e-6))
+        err, u = 2 * abs(u_new - u), u_new
+        if err < thresh:
+            break
+    cost = 2 * math.exp((u + v) / eps) * (d * math.exp(-d / eps) + c * math.exp(-c / eps))
+    return cost, it
+
+
+def test_sinkhorn_distance_2x2_by_hand():
+    p = [[0.9, 0.1], [0.1, 0.9]]
+    q = [[0.6, 0.4], [0.4, 0.6]]  # C = [[0.18, 0.5], [0.5, 0.18]]
+    expected, iterations = _sinkhorn_symmetric_2x2(0.18, 0.5, eps=0.01, thresh=0.1)
+    assert iterations == 2  # the first update moves u by 0.13 each (err 0.26 > 0.1)
+    assert L.sinkhorn_distance(p, q) == pytest.approx(expected, rel=1e-12)
+    # the plan puts almost all mass on the cheap diagonal: cost ~ d = 0.18
+    assert expected == pytest.approx(0.18, rel=1e-5)
+    # max_iter caps the loop: after one iteration the value differs (by ~1e-6 relative)
+    one, _ = _sinkhorn_symmetric_2x2(0.18, 0.5, eps=0.01, thresh=0.1, max_iter=1)
+    assert abs(one - expected) > 1e-8
+    assert L.sinkhorn_distance(p, q, max_iter=1) == pytest.approx(one, rel=1e-12)
+
+
+def _sinkhorn_by_loops(p, q, eps, max_iter, thresh):
+    """utlis.py SinkhornDistance written with scalar loops (rows i of p, columns j of q)."""
+    n = len(p)
+    cost = [[sum((pi - qj) ** 2 for pi, qj in zip(p[i], q[j])) for j in range(n)] for i in range(n)]
+    u, v = [0.0] * n, [0.0] * n
+    log_mu = math.log(1.0 / n + 1e-8)
+    for _ in range(max_iter):
+        u_prev = list(u)
+        u = [eps * (log_mu - math.log(sum(math.exp((-cost[i][j] + u[i] + v[j]) / eps)
+                                          for j in range(n)) + 1e-6)) + u[i] for i in range(n)]
+        v = [eps * (log_mu - math.log(sum(math.exp((-cost[i][j] + u[i] + v[j]) / eps)
+                                          for i in range(n)) + 1e-6)) + v[j] for j in range(n)]
+        if sum(abs(a - b) for a, b in zip(u, u_prev)) < thresh:
+            break
+    return sum(math.exp((-cost[i][j] + u[i] + v[j]) / eps) * cost[i][j]
+               for i in range(n) for j in range(n))
+
+
+@pytest.mark.parametrize("eps, scale", [(0.01, 2.0), (0.05, 8.0)])
+def test_sinkhorn_distance_matches_scalar_loops(eps, scale):
+    rng = np.random.default_rng(8)
+    p = L.softmax(rng.normal(size=(5, 4)) * scale)
+    q = L.softmax(rng.normal(size=(5, 4)) * scale)
+    expected = _sinkhorn_by_loops(p.tolist(), q.tolist(), eps, 100, 0.1)
+    assert L.sinkhorn_distance(p, q, eps=eps) == pytest.approx(expected, rel=1e-10)
+    # p and q play different roles (rows of C / columns): swapping them changes the value
+    assert L.sinkhorn_distance(q, p, eps=eps) != pytest.approx(expected, rel=1e-10)
 
 
 # ---------------------------------------------------------------- D-MMD
@@ -217,3 +367,69 @@ def test_cosine_relation_kd():
     assert L.cosine_relation_kd(student, 5 * np.array(teacher)) == pytest.approx(1.0, rel=1e-12)
     x = np.random.default_rng(4).normal(size=(6, 8))
     assert L.cosine_relation_kd(x, x) == pytest.approx(0.0, abs=1e-12)
+
+
+# ---------------------------------------------------------------- MVD totals (16 outputs)
+def test_mvd_output_names_are_path_major():
+    from common.losses.mvd_total import MVD_OUTPUT_NAMES
+    assert MVD_OUTPUT_NAMES == (
+        "logit_v", "feat_v", "zlogit_v", "z_v", "logit_i", "feat_i", "zlogit_i", "z_i",
+        "logit_vs", "feat_vs", "zlogit_vs", "z_vs", "logit_is", "feat_is", "zlogit_is", "z_is")
+
+
+def _mvd16(rng, n=8, classes=5):
+    from common.losses.mvd_total import MVD_OUTPUT_NAMES
+    return {name: rng.normal(size=(n, classes if "logit" in name else 6)) * 2
+            for name in MVD_OUTPUT_NAMES}
+
+
+def test_mvd_original_total_is_the_trainers_weighted_sum():
+    """reid/trainers.py: 0.5 / 0.5 / 0.25 / 0.25 per path (v, i, vs, is) for CE and rank loss,
+    CML = Sinkhorn(softmax(logit_i), softmax(logit_v)), VSD on each modality branch at T,
+    VCD pairing each shared view's observation with the other view's representation at T=1."""
+    from common.losses.mvd_total import MVD_OUTPUT_NAMES
+    o = _mvd16(np.random.default_rng(9))
+    y = np.array([0, 0, 1, 1, 2, 2, 0, 1])
+    sub = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    kw = dict(epsilon=0.2, m1=0.8, m2=1.1, a1=2.0, a2=1.9, T=3.0)
+    w = dict(w_ce=1.5, w_rank=0.7, w_cml=5.0, w_vsd=3.0, w_vcd=0.5)
+    sk = dict(sinkhorn_eps=0.05, sinkhorn_iter=40, sinkhorn_thresh=0.05)
+    total, terms = L.mvd_original_total(tuple(o[k] for k in MVD_OUTPUT_NAMES), y, sub, **kw, **w, **sk)
+
+    def ce(name):
+        return L.cross_entropy(o[name], y, 0.2)
+
+    def rank(name):
+        return L.rank_loss(o[name], y, sub, 0.8, 1.1, 2.0, 1.9)
+
+    def kl(obs, rep, T=1.0):
+        return L.kl_div_original(o[obs], o[rep], T)
+
+    expected_ce = (0.5 * (ce("logit_v") + ce("zlogit_v")) + 0.5 * (ce("logit_i") + ce("zlogit_i"))
+                   + 0.25 * (ce("logit_vs") + ce("zlogit_vs")) + 0.25 * (ce("logit_is") + ce("zlogit_is")))
+    expected_rank = (0.5 * (rank("feat_v") + rank("z_v")) + 0.5 * (rank("feat_i") + rank("z_i"))
+                     + 0.25 * (rank("feat_vs") + rank("z_vs")) + 0.25 * (rank("feat_is") + rank("z_is")))
+    expected_cml = L.sinkhorn_distance(L.softmax(o["logit_i"]), L.softmax(o["logit_v"]), 0.05, 40, 0.05)
+    expected_vsd = kl("logit_i", "zlogit_i", 3.0) + kl("logit_v", "zlogit_v", 3.0)
+    expected_vcd = 0.5 * kl("logit_vs", "zlogit_is") + 0.5 * kl("logit_is", "zlogit_vs")
+    expected = (expected_ce, expected_rank, expected_cml, expected_vsd, expected_vcd)
+    np.testing.assert_allclose(terms, expected, rtol=1e-12)
+    assert total == pytest.approx(1.5 * expected_ce + 0.7 * expected_rank + 5.0 * expected_cml
+                                  + 3.0 * expected_vsd + 0.5 * expected_vcd, rel=1e-12)
+    # the defaults are mm01.py's: CE 1, rank 1, CML 8, VSD 2, VCD 2
+    total_d, terms_d = L.mvd_original_total(tuple(o[k] for k in MVD_OUTPUT_NAMES), y, sub)
+    assert total_d == pytest.approx(sum(wt * t for wt, t in zip((1, 1, 8, 2, 2), terms_d)), rel=1e-12)
+
+
+def test_mvd_totals_reject_wrong_outputs():
+    rng = np.random.default_rng(10)
+    from common.losses.mvd_total import MVD_OUTPUT_NAMES
+    o = _mvd16(rng)
+    outputs = tuple(o[k] for k in MVD_OUTPUT_NAMES)
+    y = np.array([0, 0, 1, 1, 2, 2, 0, 1])
+    with pytest.raises(ValueError, match="16-tuple"):
+        L.mvd_port_total(outputs[:15], y)
+    with pytest.raises(ValueError, match="one row per label"):
+        L.mvd_original_total(outputs, y[:6], np.zeros(6))
+    with pytest.raises(ValueError, match="loss_func"):
+        L.mvd_port_total(outputs, y, loss_func="id+kldiv")

@@ -6,8 +6,15 @@ implements. Teacher / observation / source sides are detached where SPEC 7 says 
 parity suite (``tests/parity/test_loss_parity.py``) checks the values against the float64
 specs and the input gradients against the mindspore backend.
 """
+import math
+
 import torch
 import torch.nn.functional as F
+
+from common.losses.mvd_original import (DIST_EPS as RANK_DIST_EPS, RANK_DEN_EPS,
+                                        SINKHORN_LOG_EPS, SINKHORN_LSE_EPS)
+from common.losses.mvd_total import (MVD_KL_FORMS, MVD_LOSS_FUNCS, MVD_OUTPUT_NAMES,
+                                     MVD_PATH_WEIGHTS, MVD_VCD_WEIGHT, MVD_VSD_WEIGHT)
 
 # Floor under a squared distance before the square root (common.losses.classification.DIST_EPS).
 DIST_EPS = 1e-12
@@ -16,8 +23,6 @@ NORM_EPS = 1e-12
 # Kernel bandwidths of the D-MMD mixture kernel (common.losses.domain.SIGMAS).
 SIGMAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0,
           100.0, 1e3, 1e4, 1e5, 1e6)
-MVD_LOSS_FUNCS = ("id", "id+tri", "id+tri+kldiv")
-MVD_KL_FORMS = ("vsd", "original")
 
 
 def pairwise_squared_distances(a, b=None):
@@ -126,12 +131,64 @@ def vml(rep_v_logits, rep_i_logits):
     return 0.5 * (p * (log_p - log_m)).sum() / bsz + 0.5 * (q * (log_q - log_m)).sum() / bsz
 
 
-def kl_div_original(obs_prob_like, rep_prob_like):
-    """Implements common.losses.kl_div_original (SPEC 7, VSD paragraph, explicit option only):
-    mean over B x C of ``P_obs * (log P_obs - P_rep)`` on softmaxed logits (the reference's
-    kl_div-on-probabilities); the observation side is detached as in vsd."""
-    log_target = F.log_softmax(obs_prob_like.detach(), dim=1)
-    return (log_target.exp() * (log_target - F.softmax(rep_prob_like, dim=1))).mean()
+def kl_div_original(obs_logits, rep_logits, T=1.0):
+    """Implements common.losses.kl_div_original (original MVD reid/trainers.py VSD / VCD):
+    ``kl_div(input=softmax(obs / T), target=softmax(rep / T))``, reduction 'mean' = mean over
+    B x C of ``q * (log q - p)``, q = softmax(rep / T), p = softmax(obs / T); obs detached."""
+    p = F.softmax(obs_logits.detach() / T, dim=1)
+    log_q = F.log_softmax(rep_logits / T, dim=1)
+    return (log_q.exp() * (log_q - p)).mean()
+
+
+def rank_loss(feats, pids, modality, m1=0.9, m2=1.0, a1=2.2, a2=2.0, tval=1.0):
+    """Implements common.losses.rank_loss (original MVD utlis.py Rank_loss, vectorised with
+    masks): L2-normalised features, expansion distances, intra / cross-modality positive
+    hinges over ``n + 1e-5`` and exp-weighted negatives (d < a) over ``sum w + 1e-5``, mean
+    over anchors. ``modality`` (N,) is the reference's ``sub`` (0 RGB, 1 IR)."""
+    norms = torch.sqrt((feats * feats).sum(dim=1, keepdim=True))
+    x = feats / torch.clamp_min(norms, NORM_EPS)
+    sq = (x * x).sum(dim=1)
+    dist = torch.sqrt(torch.clamp_min(sq.unsqueeze(1) + sq.unsqueeze(0) - 2.0 * (x @ x.t()),
+                                      RANK_DIST_EPS))
+    same = pids.reshape(-1, 1) == pids.reshape(1, -1)
+    intra = modality.reshape(-1, 1) == modality.reshape(1, -1)
+    eye = torch.eye(same.shape[0], dtype=torch.bool, device=same.device)
+    positive = same & ~eye
+    negative = ~same
+    zero = torch.zeros_like(dist)
+    per_anchor = torch.zeros_like(dist[:, 0])
+    for mask_mod, m, a in ((intra, m1, a1), (~intra, m2, a2)):
+        pos = positive & mask_mod
+        hinge = torch.where(pos, torch.relu(dist + (m - a)), zero)
+        per_anchor = per_anchor + hinge.sum(dim=1) / (pos.sum(dim=1).to(dist.dtype) + RANK_DEN_EPS)
+        neg = negative & mask_mod & (dist < a)
+        gap = torch.where(neg, a - dist, zero)
+        w = torch.where(neg, torch.exp(tval * gap), zero)
+        per_anchor = per_anchor + (w * gap).sum(dim=1) / (w.sum(dim=1) + RANK_DEN_EPS)
+    return per_anchor.mean()
+
+
+def _guarded_lse(a, dim):
+    """The reference's ``log(sum exp(a) + 1e-6)`` (no max shift)."""
+    return torch.log(torch.exp(a).sum(dim=dim) + SINKHORN_LSE_EPS)
+
+
+def sinkhorn_distance(p, q, eps=0.01, max_iter=100, thresh=0.1):
+    """Implements common.losses.sinkhorn_distance (original MVD utlis.py SinkhornDistance on
+    (N, C) inputs): log-domain Sinkhorn with uniform marginals, stopping after the first
+    iteration whose ``sum |u - u_prev|`` < thresh (one host sync per iteration, as in the
+    reference); u and v are not detached, so gradients flow through the iterations."""
+    cost = pairwise_squared_distances(p, q)
+    log_marginal = math.log(1.0 / p.shape[0] + SINKHORN_LOG_EPS)
+    u = torch.zeros_like(cost[:, 0])
+    v = torch.zeros_like(cost[0])
+    for _ in range(int(max_iter)):
+        u_prev = u
+        u = eps * (log_marginal - _guarded_lse((u.unsqueeze(1) + v.unsqueeze(0) - cost) / eps, 1)) + u
+        v = eps * (log_marginal - _guarded_lse((u.unsqueeze(1) + v.unsqueeze(0) - cost) / eps, 0)) + v
+        if (u - u_prev).abs().sum().item() < thresh:
+            break
+    return (torch.exp((u.unsqueeze(1) + v.unsqueeze(0) - cost) / eps) * cost).sum()
 
 
 def mmd_kernel(a, b):
@@ -238,3 +295,62 @@ def mvd_loss(outputs, labels, loss_func="id+tri", margin=0.3, T=1.0, kl_form="vs
         if vml_weight:
             kl_loss = kl_loss + vml_weight * vml(zlogit_v, zlogit_i)
     return id_loss + tri_loss + kl_loss, id_loss, tri_loss, kl_loss
+
+
+def _mvd_paths(outputs, what):
+    """The 16-tuple (common.losses.mvd_total.MVD_OUTPUT_NAMES, path-major) as four
+    ``(logit, feat, zlogit, z)`` tuples for the paths v, i, vs, is."""
+    if len(outputs) != len(MVD_OUTPUT_NAMES):
+        raise ValueError(f"{what}: expected the 16-tuple {MVD_OUTPUT_NAMES}, got {len(outputs)} items")
+    return tuple(tuple(outputs[4 * k:4 * k + 4]) for k in range(4))
+
+
+def _vsd_vcd_original(paths, T):
+    """The original trainer's unweighted VSD and VCD (common.losses.mvd_total)."""
+    (logit_v, _, zlogit_v, _), (logit_i, _, zlogit_i, _), (logit_vs, _, zlogit_vs, _), \
+        (logit_is, _, zlogit_is, _) = paths
+    vsd_term = kl_div_original(logit_i, zlogit_i, T) + kl_div_original(logit_v, zlogit_v, T)
+    vcd_term = 0.5 * kl_div_original(logit_vs, zlogit_is) + 0.5 * kl_div_original(logit_is, zlogit_vs)
+    return vsd_term, vcd_term
+
+
+def mvd_port_total(outputs, labels, loss_func="id+tri", margin=0.3, T=1.0):
+    """Implements common.losses.mvd_port_total (MindSpore port trainingcell.py, plus the
+    original's VSD / VCD for 'id+tri+kldiv'); returns ``(total, (id, tri, vsd, vcd))``:
+    id = sum_p w_p [CE(logit_p) + CE(zlogit_p)], tri = sum_p w_p [triplet(feat_p) +
+    triplet(z_p)], w = (0.5, 0.5, 0.25, 0.25) over v, i, vs, is; total = id + tri + 2 vsd + 2 vcd."""
+    if loss_func not in MVD_LOSS_FUNCS:
+        raise ValueError(f"mvd_port_total: loss_func must be one of {MVD_LOSS_FUNCS}, got {loss_func!r}")
+    paths = _mvd_paths(outputs, "mvd_port_total")
+    id_loss = sum(w * (cross_entropy(logit, labels) + cross_entropy(zlogit, labels))
+                  for w, (logit, _, zlogit, _) in zip(MVD_PATH_WEIGHTS, paths))
+    zero = torch.zeros_like(id_loss)
+    tri_loss = vsd_term = vcd_term = zero
+    if "tri" in loss_func:
+        tri_loss = sum(w * (triplet_batch_hard(feat, labels, margin) + triplet_batch_hard(z, labels, margin))
+                       for w, (_, feat, _, z) in zip(MVD_PATH_WEIGHTS, paths))
+    if loss_func == "id+tri+kldiv":
+        vsd_term, vcd_term = _vsd_vcd_original(paths, T)
+    total = id_loss + tri_loss + MVD_VSD_WEIGHT * vsd_term + MVD_VCD_WEIGHT * vcd_term
+    return total, (id_loss, tri_loss, vsd_term, vcd_term)
+
+
+def mvd_original_total(outputs, labels, modality, epsilon=0.1, m1=0.9, m2=1.0, a1=2.2, a2=2.0,
+                       T=1.0, w_ce=1.0, w_rank=1.0, w_cml=8.0, w_vsd=2.0, w_vcd=2.0,
+                       sinkhorn_eps=0.01, sinkhorn_iter=100, sinkhorn_thresh=0.1):
+    """Implements common.losses.mvd_original_total (original MVD reid/trainers.py, mm01.py
+    weights); returns ``(total, (ce, rank, cml, vsd, vcd))``: label-smoothed CE and rank_loss
+    with the path weights, cml = sinkhorn_distance(softmax(logit_i), softmax(logit_v)),
+    total = w_ce ce + w_rank rank + w_cml cml + w_vsd vsd + w_vcd vcd."""
+    paths = _mvd_paths(outputs, "mvd_original_total")
+    ce = sum(w * (cross_entropy(logit, labels, epsilon) + cross_entropy(zlogit, labels, epsilon))
+             for w, (logit, _, zlogit, _) in zip(MVD_PATH_WEIGHTS, paths))
+    rank = sum(w * (rank_loss(feat, labels, modality, m1, m2, a1, a2)
+                    + rank_loss(z, labels, modality, m1, m2, a1, a2))
+               for w, (_, feat, _, z) in zip(MVD_PATH_WEIGHTS, paths))
+    logit_v, logit_i = paths[0][0], paths[1][0]
+    cml = sinkhorn_distance(F.softmax(logit_i, dim=1), F.softmax(logit_v, dim=1),
+                            sinkhorn_eps, sinkhorn_iter, sinkhorn_thresh)
+    vsd_term, vcd_term = _vsd_vcd_original(paths, T)
+    total = w_ce * ce + w_rank * rank + w_cml * cml + w_vsd * vsd_term + w_vcd * vcd_term
+    return total, (ce, rank, cml, vsd_term, vcd_term)

@@ -8,15 +8,16 @@ from common.losses.classification import (cross_entropy, log_softmax, pairwise_d
                                           triplet_batch_hard)
 from common.losses.domain import (SIGMAS, cosine_distance_matrix, cosine_relation_kd, dmmd,
                                   dmmd_distance_sets, mmd, mmd_kernel)
-from common.losses.mvd import kl_div_original, vcd, vml, vsd
+from common.losses.mvd import vcd, vml, vsd
+from common.losses.mvd_original import kl_div_original, rank_loss, sinkhorn_distance
 from common.losses.vkd import distance_preserving, kd_kl, kd_mse, vkd_student_total
-from common.losses.mvd_total import mvd_total
+from common.losses.mvd_total import mvd_original_total, mvd_port_total, mvd_total
 
 __all__ = [
     "cross_entropy", "triplet_batch_hard", "pairwise_distances", "pairwise_squared_distances",
     "softmax", "log_softmax",
     "kd_kl", "kd_mse", "distance_preserving", "vkd_student_total",
-    "vsd", "vcd", "vml", "kl_div_original",
+    "vsd", "vcd", "vml", "kl_div_original", "rank_loss", "sinkhorn_distance",
     "SIGMAS", "mmd_kernel", "mmd", "dmmd_distance_sets", "dmmd", "cosine_distance_matrix",
-    "cosine_relation_kd", "mvd_total",
+    "cosine_relation_kd", "mvd_total", "mvd_port_total", "mvd_original_total",
 ]

@@ -3,7 +3,7 @@ Tian et al., "Farewell to Mutual Information: Variational Distillation for Cross
 Person Re-Identification", CVPR 2021, eqs. 8-10)."""
 import numpy as np
 
-from common.losses.classification import as_float64, log_softmax, softmax
+from common.losses.classification import as_float64, log_softmax
 
 
 def _pair(a, b, names):
@@ -54,19 +54,3 @@ def vml(rep_v_logits, rep_i_logits):
     kl_qm = (q * (log_q - log_m)).sum() / bsz
     return float(0.5 * kl_pm + 0.5 * kl_qm)
 
-
-def kl_div_original(obs_prob_like, rep_prob_like):
-    """The original MVD code's "KL" (SPEC 7, VSD paragraph: only behind an explicit option).
-
-    The reference called torch ``kl_div(input=P_rep, target=P_obs, reduction='mean')`` with
-    PROBABILITIES as ``input`` (kl_div expects log-probabilities). Both arguments here are
-    logits; they are softmaxed, then the torch formula is applied literally:
-    ``mean over all B x C elements of P_obs * (log P_obs - P_rep)``.
-    Its gradient w.r.t. the representation is ``-P_obs / (B*C)`` through a softmax, i.e. almost
-    nothing, so this is not a real distillation signal; it exists for reproducing the
-    reference numbers only.
-    """
-    obs, rep = _pair(obs_prob_like, rep_prob_like, ("obs_prob_like", "rep_prob_like"))
-    log_target = log_softmax(obs)
-    target = np.exp(log_target)
-    return float((target * (log_target - softmax(rep))).mean())

@@ -50,3 +50,11 @@ OPTIMIZER_VS_FORMULA_ATOL = 1e-6
 # norm, and the [0, 1] heat maps upsampled from them: the forward (FORWARD_MAX_REL) and
 # gradient (GRAD_RTOL) rungs carried through a weighted channel sum.
 GRADCAM_ATOL = 1e-4
+
+# Losses that run the original MVD code's Sinkhorn iteration (eps = 0.01) divide float32 costs
+# and potentials by eps in every update, so float32 itself is ~1/eps less accurate there
+# (see KNOWN_GAPS.md). Value vs spec: torch reaches 8.3e-6, MindSpore 1.4e-5 (300 seeds):
+SINKHORN_VS_SPEC_RTOL = 5e-5
+# Gradient floor, x max|g|: float32 is off from float64 by up to 6e-5 in both backends;
+# torch vs MindSpore needs up to 9e-5 (100 seeds, case mvd_original):
+SINKHORN_GRAD_ATOL_SCALE = 2e-4
