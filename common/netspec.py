@@ -29,18 +29,15 @@ def head_init_rules(style: str):
         raise ValueError(f"unknown head init {style!r}: expected one of {', '.join(HEAD_INIT_STYLES)}")
     return HEAD_INIT_RULES[style]
 
-# MVD network outputs (backends/<fw>/mvd.py): four paths, each with four head outputs, as a
-# flat path-major tuple of 16 tensors.
-# v: visible encoder on the colour image x; i: infrared encoder on the 3-channel grey copy of x
-# (routed flow: on the IR image); vs: shared encoder on x; is: shared encoder on the grey copy
-# (routed flow: on the IR image).
-MVD_PATHS = ("v", "i", "vs", "is")
-# BNNeck classifier logits, BN feature, IB-classifier logits, IB code z
-MVD_HEAD_OUTPUTS = ("logit", "feat", "zlogit", "z")
-MVD_OUTPUT_NAMES = tuple(f"{o}_{p}" for p in MVD_PATHS for o in MVD_HEAD_OUTPUTS)
+# MVD network outputs (backends/<fw>/mvd.py): four paths x four head outputs, a flat
+# path-major tuple of 16 tensors (the names live with the loss specs that read them).
+from common.losses.mvd_total import (MVD_HEAD_OUTPUTS, MVD_ORIGINAL_TERMS, MVD_OUTPUT_NAMES,  # noqa: E402
+                                     MVD_PATHS, MVD_PORT_TERMS)
+
 MVD_FLOWS = ("reference", "routed")
 MVD_TEST_FEATURES = ("four", "shared", "concat", "all")
 MVD_TEST_NORMS = ("parts", "joint")
 # loss terms each MVD objective reports after 'total' (backends/<fw>/mvd_loss.py)
-MVD_LOSS_TERMS = {"port": ("id", "tri", "kl"), "original": ("ce", "rank", "cml", "vsd", "vcd"),
-                  "routed": ("id", "tri", "kl")}
+MVD_LOSS_TERMS = {"port": MVD_PORT_TERMS, "original": MVD_ORIGINAL_TERMS, "routed": ("id", "tri", "kl")}
+__all__ = ["HEAD_INIT_STYLES", "HEAD_INIT_RULES", "head_init_rules", "MVD_PATHS", "MVD_HEAD_OUTPUTS",
+           "MVD_OUTPUT_NAMES", "MVD_FLOWS", "MVD_TEST_FEATURES", "MVD_TEST_NORMS", "MVD_LOSS_TERMS"]

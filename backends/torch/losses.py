@@ -11,18 +11,19 @@ import math
 import torch
 import torch.nn.functional as F
 
+from common.losses.classification import DIST_EPS  # the floors and D-MMD bandwidths live with the specs
+from common.losses.domain import NORM_EPS, SIGMAS
 from common.losses.mvd_original import (DIST_EPS as RANK_DIST_EPS, RANK_DEN_EPS,
                                         SINKHORN_LOG_EPS, SINKHORN_LSE_EPS)
 from common.losses.mvd_total import (MVD_KL_FORMS, MVD_LOSS_FUNCS, MVD_OUTPUT_NAMES,
                                      MVD_PATH_WEIGHTS, MVD_VCD_WEIGHT, MVD_VSD_WEIGHT)
 
-# Floor under a squared distance before the square root (common.losses.classification.DIST_EPS).
-DIST_EPS = 1e-12
-# Floor under an embedding norm before L2 normalisation (common.losses.domain).
-NORM_EPS = 1e-12
-# Kernel bandwidths of the D-MMD mixture kernel (common.losses.domain.SIGMAS).
-SIGMAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0,
-          100.0, 1e3, 1e4, 1e5, 1e6)
+__all__ = ["DIST_EPS", "NORM_EPS", "SIGMAS", "pairwise_squared_distances", "pairwise_distances",
+           "cross_entropy", "triplet_batch_hard", "kd_kl", "kd_mse", "distance_preserving", "vsd",
+           "vcd", "vml", "kl_div_original", "rank_loss", "sinkhorn_distance", "mmd_kernel", "mmd",
+           "dmmd_distance_sets", "dmmd", "cosine_distance_matrix", "cosine_relation_kd", "mvd_loss",
+           "mvd_port_total", "mvd_original_total"]
+
 
 
 def pairwise_squared_distances(a, b=None):

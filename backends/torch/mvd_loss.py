@@ -34,25 +34,30 @@ def objective(s: dict, flow: str):
     """(fn, names) of the ``mvd`` settings ``s`` for a network of ``flow``."""
     kind = s["loss"]
     names = ("total",) + tuple(LOSS_TERMS[kind])
+    # plain Python constants (a compiled MindSpore graph reads them as constants)
+    loss_func, margin, temperature, kl_form = s["loss_func"], float(s["margin"]), float(s["T"]), s["kl_form"]
+    vml_weight, smooth = float(s["vml_weight"]), float(s["label_smooth"])
+    (m1, m2), (a1, a2) = (float(v) for v in s["rank_margins"]), (float(v) for v in s["rank_alphas"])
+    w_cml, w_vsd, w_vcd = float(s["w_cml"]), float(s["w_vsd"]), float(s["w_vcd"])
+    sk_eps, sk_iter, sk_thresh = float(s["sinkhorn_eps"]), int(s["sinkhorn_iter"]), float(s["sinkhorn_thresh"])
     if kind == "routed":
         def fn(outputs, labels):
-            return losses.mvd_loss(_routed_tuple(outputs), labels, s["loss_func"], s["margin"], s["T"],
-                                   s["kl_form"], s["vml_weight"])
+            return losses.mvd_loss(_routed_tuple(outputs), labels, loss_func, margin, temperature, kl_form,
+                                   vml_weight)
         return fn, names
     if flow != "reference":
         raise ValueError(f"mvd.loss={kind!r} needs the reference flow")
     if kind == "port":
         def fn(outputs, labels):
             y = torch.cat([labels, labels], dim=0)
-            return losses.mvd_port_total(outputs, y, s["loss_func"], s["margin"], s["T"])
+            total, terms = losses.mvd_port_total(outputs, y, loss_func, margin, temperature)
+            return (total,) + tuple(terms)
         return fn, names
 
     def fn(outputs, labels):
         y = torch.cat([labels, labels], dim=0)
         modality = torch.cat([torch.zeros_like(labels), torch.ones_like(labels)], dim=0)
-        m1, m2 = s["rank_margins"]
-        a1, a2 = s["rank_alphas"]
-        return losses.mvd_original_total(outputs, y, modality, s["label_smooth"], m1, m2, a1, a2, s["T"],
-                                         1.0, 1.0, s["w_cml"], s["w_vsd"], s["w_vcd"], s["sinkhorn_eps"],
-                                         s["sinkhorn_iter"], s["sinkhorn_thresh"])
+        total, terms = losses.mvd_original_total(outputs, y, modality, smooth, m1, m2, a1, a2, temperature, 1.0, 1.0,
+                                                 w_cml, w_vsd, w_vcd, sk_eps, sk_iter, sk_thresh)
+        return (total,) + tuple(terms)
     return fn, names

@@ -8,6 +8,8 @@ import numpy as np
 from common.losses.classification import as_float64, pairwise_squared_distances
 
 # Kernel bandwidths of the D-MMD mixture kernel (SPEC 7 "D-MMD").
+# Floor under a feature norm before L2 normalisation (cosine_distance_matrix).
+NORM_EPS = 1e-12
 SIGMAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0,
           100.0, 1e3, 1e4, 1e5, 1e6)
 
@@ -88,7 +90,7 @@ def dmmd(src_emb, tgt_emb, P, K):
 def cosine_distance_matrix(feats):
     """``Dcos(F) = 1 - F_hat F_hat^T`` with rows L2-normalised (norm floored at 1e-12)."""
     f = as_float64(feats, "feats", 2)
-    f_hat = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    f_hat = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), NORM_EPS)
     return 1.0 - f_hat @ f_hat.T
 
 
