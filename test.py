@@ -58,14 +58,14 @@ def main(argv=None) -> int:
                             "VKD run folder)")
         B = backends.get(probe["runtime"]["backend"])
         recipe = recipes.get(probe["method"]["name"])
-        stored = None
+        stored, imported = None, False
         if os.path.isdir(path) and hasattr(recipe, "test_checkpoint"):
             path, stored = recipe.test_checkpoint(probe)
         extra = B.checkpoint.read_extra(path)
         if extra.get("imported_from") == mvd_import.IMPORTED_FROM:
-            stored = validate(load_yaml(os.path.join(recipes.CONFIG_DIR, mvd_import.CONFIG_FILE)))
+            stored, imported = validate(load_yaml(os.path.join(recipes.CONFIG_DIR, mvd_import.CONFIG_FILE))), True
             print(f"note: '{path}' is a checkpoint of the original MVD code: evaluated as configs/"
-                  f"{mvd_import.CONFIG_FILE}")
+                  f"{mvd_import.CONFIG_FILE} (with your --config/--set/flags, which describe its network)")
         elif "config" in extra and "num_classes" in extra:
             stored = validate(extra["config"])
         elif stored is None:
@@ -80,7 +80,8 @@ def main(argv=None) -> int:
         cfg["train"]["resume"] = path
         recipe = recipes.get(cfg["method"]["name"])
         allowed = COMMON_TEST_KEYS + tuple(recipe.TEST_KEYS)
-        bad = [k for k in _changed_keys(stored, cfg) if not _allowed(k, allowed)]
+        # an imported checkpoint stores no configuration: the command line describes its network
+        bad = [] if imported else [k for k in _changed_keys(stored, cfg) if not _allowed(k, allowed)]
         if bad:
             raise ConfigError(f"test.py cannot change {', '.join(bad)} (it shapes the trained model); "
                               f"evaluation may change {', '.join(allowed)}")

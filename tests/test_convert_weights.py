@@ -16,11 +16,11 @@ from backends.torch import checkpoint as torch_ckpt  # noqa: E402
 from backends.torch import optim as torch_optim  # noqa: E402
 from backends.torch.mvd import MVDNet as TorchMVDNet  # noqa: E402
 from backends.torch.weights import state_to_numpy as torch_state  # noqa: E402
-from tests.test_engine_torch import TINY  # noqa: E402
 from tools.convert_weights import main, read_safetensors, sniff_format  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXTRA = {"epoch": 12, "best": {"rank1": 0.5}}
+TINY = dict(arch="resnet18", width=8, z_dim=16, ib_hidden=(32, 16), cls_hidden=16, dropout=0.0)
 
 
 @pytest.fixture(scope="module")

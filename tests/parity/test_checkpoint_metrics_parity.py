@@ -10,24 +10,32 @@ ms = pytest.importorskip("mindspore")
 
 import backends  # noqa: E402
 import pre_process_sysu  # noqa: E402
-from common import mvd_runner  # noqa: E402
 from common.config import load_config  # noqa: E402
+from common.engine.loop import setup_backend  # noqa: E402
+from common.recipes import mvd as recipe  # noqa: E402
 from common.data import synthetic  # noqa: E402
 from tests.parity.tolerances import METRIC_POINTS_ATOL  # noqa: E402
 from tools import convert_weights  # noqa: E402
 
-MODEL = ["model.depth=18", "model.width=4", "model.z_dim=8", "model.ib_hidden=[16,8]",
-         "model.cls_hidden=8", "model.dropout=0.0", "data.height=32", "data.width=16",
+MODEL = ["model.arch=resnet18", "model.width=4", "mvd.z_dim=8", "mvd.ib_hidden=[16,8]",
+         "mvd.cls_hidden=8", "mvd.dropout=0.0", "data.height=32", "data.width=16",
          "data.eval_trials=2", "runtime.ms_mode=PYNATIVE"]
 
 
-def test_converted_checkpoint_gives_the_same_metrics(tmp_path, capsys):
-    root = synthetic.write("sysu", str(tmp_path), ids=6, seed=0)
-    pre_process_sysu.preprocess(root, 32, 16)
-    cfg = load_config(None, MODEL + [f"data.data_path={root}"])
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sysu")
+    root = synthetic.write("sysu", str(out), ids=6, seed=0)
+    pre_process_sysu.preprocess(root, 32, 16, progress=False)
+    return root
+
+
+@pytest.mark.parametrize("config", ["mvd_port", "mvd_original", "mvd_routed"])
+def test_converted_checkpoint_gives_the_same_metrics(root, tmp_path, capsys, config):
+    cfg = load_config(f"configs/{config}.yaml", MODEL + [f"data.data_path={root}"])
     tb, mb = backends.get("torch"), backends.get("mindspore")
     torch.manual_seed(0)
-    t_model = tb.mvd.build_model(cfg["model"], 6)
+    t_model = tb.mvd.build_model(cfg, 6)
     for m in t_model.modules():  # non-trivial BN statistics, as after training
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.running_mean.uniform_(-0.1, 0.1)
@@ -35,12 +43,12 @@ def test_converted_checkpoint_gives_the_same_metrics(tmp_path, capsys):
     pth, ckpt = str(tmp_path / "m.pth"), str(tmp_path / "m.ckpt")
     tb.checkpoint.save_checkpoint(pth, t_model, None, {"num_classes": 6, "config": cfg})
     assert convert_weights.main([pth, ckpt]) == 0
-    mvd_runner.setup_backend(mb, cfg)
-    m_model = mb.mvd.build_model(cfg["model"], 6)
+    setup_backend(mb, cfg)
+    m_model = mb.mvd.build_model(cfg, 6)
     mb.checkpoint.load_checkpoint(ckpt, m_model)
-    sets = mvd_runner.load_eval_sets(cfg, 2)
-    rows_t = mvd_runner.evaluate_sets(mvd_runner.Extractor(tb, t_model), sets, cfg)
-    rows_m = mvd_runner.evaluate_sets(mvd_runner.Extractor(mb, m_model), sets, cfg)
+    sets = recipe.load_eval_sets(cfg, 2)
+    rows_t = recipe.evaluate_sets(tb, t_model, sets, cfg)
+    rows_m = recipe.evaluate_sets(mb, m_model, sets, cfg)
     with capsys.disabled():
         print("\nsetting        torch R1/mAP/mINP        mindspore R1/mAP/mINP")
         for a, b in zip(rows_t, rows_m):
