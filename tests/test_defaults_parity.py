@@ -1,6 +1,7 @@
 """Parameter names and defaults: the numpy spec (common.losses), backends/torch and
 backends/mindspore agree (``inspect.signature``: names, kinds, defaults, in order), and a
-default that stands for a configuration key equals common.config.DEFAULTS.
+default that stands for a configuration key equals the schema's default
+(``common.config.schema``: the shared sections and every recipe's section).
 
 The table ``ROWS`` is the only thing to edit: a new loss, optimizer or network constructor
 joins with one row (``test_every_shared_callable_has_a_row`` fails until it does).
@@ -11,7 +12,12 @@ from typing import Dict, NamedTuple, Optional, Tuple
 
 import pytest
 
-from common.config import DEFAULTS
+from common import recipes
+from common.config import defaults_of, schema
+
+DEFAULTS = {}
+for _method in recipes.METHODS:
+    DEFAULTS.update(defaults_of(schema(_method)))
 
 BOTH = ("torch", "mindspore")
 
@@ -24,24 +30,29 @@ class Row(NamedTuple):
     backends: Tuple[str, ...] = BOTH  # backends that define it
 
 
-LOSS_KEYS = {"loss_func": "loss.func", "margin": "loss.margin", "T": "loss.T", "kl_form": "loss.kl_form",
-             "vml_weight": "loss.vml_weight"}
-NET_KEYS = {k: f"model.{k}" for k in ("depth", "width", "last_stride", "z_dim", "ib_hidden", "cls_hidden",
-                                      "dropout", "gray_ir", "shallow_cam", "test_feature")}
+LOSS_KEYS = {"loss_func": "mvd.loss_func", "margin": "mvd.margin", "T": "mvd.T", "kl_form": "mvd.kl_form",
+             "vml_weight": "mvd.vml_weight"}
+SINKHORN_KEYS = {"eps": "mvd.sinkhorn_eps", "max_iter": "mvd.sinkhorn_iter", "thresh": "mvd.sinkhorn_thresh"}
+MVD_NET_KEYS = {"arch": "model.arch", "width": "model.width", "last_stride": "model.last_stride",
+                **{k: f"mvd.{k}" for k in ("shallow_cam", "z_dim", "ib_hidden", "cls_hidden", "dropout", "flow",
+                                           "gray_coeffs", "gray_ir", "neck_bias", "classifier_bias", "head_init",
+                                           "test_feature", "test_norm")}}
 ROWS = [
     # losses: numpy spec and both backends
     Row("losses", "cross_entropy", "cross_entropy"),
-    Row("losses", "triplet_batch_hard", "triplet_batch_hard", {"margin": "loss.margin"}),
+    Row("losses", "triplet_batch_hard", "triplet_batch_hard", {"margin": "mvd.margin"}),
     Row("losses", "pairwise_distances", "pairwise_distances"),
     Row("losses", "pairwise_squared_distances", "pairwise_squared_distances"),
     Row("losses", "log_softmax", "log_softmax", backends=("mindspore",)),
-    Row("losses", "kd_kl", "kd_kl"),
+    Row("losses", "kd_kl", "kd_kl", {"tau": "vkd.temp"}),
     Row("losses", "kd_mse", "kd_mse"),
     Row("losses", "distance_preserving", "distance_preserving"),
-    Row("losses", "vsd", "vsd", {"T": "loss.T"}),
-    Row("losses", "vcd", "vcd", {"T": "loss.T"}),
+    Row("losses", "vsd", "vsd", {"T": "mvd.T"}),
+    Row("losses", "vcd", "vcd", {"T": "mvd.T"}),
     Row("losses", "vml", "vml"),
-    Row("losses", "kl_div_original", "kl_div_original"),
+    Row("losses", "kl_div_original", "kl_div_original", {"T": "mvd.T"}),
+    Row("losses", "rank_loss", "rank_loss"),
+    Row("losses", "sinkhorn_distance", "sinkhorn_distance", SINKHORN_KEYS),
     Row("losses", "mmd_kernel", "mmd_kernel"),
     Row("losses", "mmd", "mmd"),
     Row("losses", "dmmd_distance_sets", "dmmd_distance_sets"),
@@ -49,39 +60,53 @@ ROWS = [
     Row("losses", "cosine_distance_matrix", "cosine_distance_matrix"),
     Row("losses", "cosine_relation_kd", "cosine_relation_kd"),
     Row("losses", "mvd_loss", "mvd_total", LOSS_KEYS),
+    Row("losses", "mvd_port_total", "mvd_port_total", {k: LOSS_KEYS[k] for k in ("loss_func", "margin", "T")}),
+    Row("losses", "mvd_original_total", "mvd_original_total",
+        {"epsilon": "mvd.label_smooth", "T": "mvd.T", "w_cml": "mvd.w_cml", "w_vsd": "mvd.w_vsd",
+         "w_vcd": "mvd.w_vcd", "sinkhorn_eps": "mvd.sinkhorn_eps", "sinkhorn_iter": "mvd.sinkhorn_iter",
+         "sinkhorn_thresh": "mvd.sinkhorn_thresh"}),
     # optimizers
     Row("optim", "build_optimizer", keys={k: f"optim.{k}" for k in ("name", "lr", "weight_decay", "momentum",
-                                                                    "head_lr_mult")}),
+                                                                    "nesterov", "betas")}),
     Row("optim", "split_groups"),
-    Row("optim", "is_backbone"),
     Row("optim", "set_group_lrs"),
     Row("optim", "get_group_lrs"),
     # networks
     Row("backbones", "build_backbone"),
-    Row("backbones.resnet", "ResNet", keys={k: NET_KEYS[k] for k in ("depth", "width", "last_stride", "shallow_cam")}),
+    Row("backbones", "build_reid_model"),
+    Row("backbones", "load_pretrained_by_name"),
+    Row("backbones.resnet", "ResNet", keys={"width": "model.width", "last_stride": "model.last_stride"}),
     Row("backbones.resnet", "BasicBlock"),
     Row("backbones.resnet", "Bottleneck"),
     Row("backbones.resnet", "ChannelAttention"),
     Row("backbones.resnet", "batch_norm2d"),
     Row("heads", "BNNeck"),
-    Row("heads", "IBHead", keys={"z_dim": "model.z_dim", "hidden": "model.ib_hidden"}),
-    Row("heads", "IBClassifier", keys={"hidden": "model.cls_hidden", "dropout": "model.dropout"}),
+    Row("heads", "IBHead", keys={"z_dim": "mvd.z_dim", "hidden": "mvd.ib_hidden"}),
+    Row("heads", "IBClassifier", keys={"hidden": "mvd.cls_hidden", "dropout": "mvd.dropout"}),
+    Row("heads", "init_linear"),
+    Row("heads", "init_bn"),
     Row("mvd", "MVDEncoder"),
-    Row("mvd", "MVDNet", keys=NET_KEYS),
-    Row("mvd", "ReIDNet", keys={k: NET_KEYS[k] for k in ("depth", "width", "last_stride")}),
+    Row("mvd", "MVDNet", keys=MVD_NET_KEYS),
+    Row("mvd", "MVDTrainer"),
     Row("mvd", "build_model"),
-    Row("mvd", "check_test_feature"),
+    Row("mvd", "extract"),
     Row("mvd", "global_average_pool"),
     Row("mvd", "grayscale3"),
+    Row("vkd", "TriNet", keys={"arch": "model.arch"}),
+    Row("vkd", "TeacherTrainer"),
+    Row("vkd", "StudentTrainer"),
+    Row("vkd", "build_model"),
+    Row("vkd", "extract"),
+    Row("vkd", "teacher_mode"),
+    Row("vkd", "student_mode"),
+    Row("reid", "ReIDNet", keys={"arch": "model.arch", "width": "model.width", "last_stride": "model.last_stride"}),
+    Row("engine", "TrainStep"),
+    Row("engine", "extract"),
 ]
 # Disagreements with common.config known today, with the reason. The test fails when one is
 # fixed (delete its entry) and on any disagreement not listed here.
-KNOWN_CONFIG_MISMATCHES = {
-    ("mvd.MVDNet", "test_feature"): "MVDNet(test_feature='concat') in both backends while model.test_feature "
-                                    "is 'shared'; build_model passes the config's value, direct construction "
-                                    "does not (reported, not fixed: backends/*/mvd.py)",
-}
-SEARCHED = ("losses", "optim", "heads", "mvd", "backbones", "backbones.resnet")
+KNOWN_CONFIG_MISMATCHES = {}
+SEARCHED = ("losses", "optim", "heads", "mvd", "vkd", "reid", "engine", "backbones", "backbones.resnet")
 
 
 def _row_id(row: Row) -> str:

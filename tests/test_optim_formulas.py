@@ -1,8 +1,8 @@
 """``build_optimizer`` of both backends against the update formulas of the torch.optim
 documentation (https://pytorch.org/docs/stable/generated/torch.optim.Adam.html and
 torch.optim.SGD.html), written out below in float64 numpy, and the parameter-group rule
-(SPEC 8: [backbone, everything else trainable] at [lr, lr * head_lr_mult]; a parameter is a
-backbone parameter when its name starts with 'backbone.' or contains '.backbone.').
+(common/param_groups.py: [backbone group, head group] at [lr * lr_mults[0], lr * lr_mults[1]];
+a parameter is in the backbone group when a module on its path is in ``backbone_modules``).
 
 Three steps with hand-chosen gradients on a tiny model with two groups and two frozen
 parameters; weight decay > 0; gradients of 1e-8 on weights at 0 make Adam's first step
@@ -27,13 +27,14 @@ PARAMS = [
 ]
 STEPS = 3
 # non-default values, so a hard-coded default in build_optimizer shows
-HYPER = dict(lr=0.01, weight_decay=0.05, momentum=0.8, head_lr_mult=5.0)
-# torch.optim.Adam / SGD documentation defaults that build_optimizer promises (backends/*/optim.py)
-ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
+HYPER = dict(lr=0.01, weight_decay=0.05, momentum=0.8, betas=(0.85, 0.99), lr_mults=(0.5, 5.0),
+             backbone_modules=("backbone",))
+# torch.optim.Adam documentation default that build_optimizer promises (backends/*/optim.py)
+ADAM_EPS = 1e-8
 
 
 # ---------------------------------------------------------------- the documentation formulas
-def adam_doc(theta, grads, lr, weight_decay, betas=ADAM_BETAS, eps=ADAM_EPS):
+def adam_doc(theta, grads, lr, weight_decay, betas=HYPER["betas"], eps=ADAM_EPS):
     """torch.optim.Adam (amsgrad=False, maximize=False): parameters after each step."""
     b1, b2 = betas
     theta = np.asarray(theta, np.float64)
@@ -62,9 +63,9 @@ def sgd_doc(theta, grads, lr, weight_decay, momentum, dampening=0.0, nesterov=Fa
     return out
 
 
-def expected_trajectories(opt_name):
+def expected_trajectories(opt_name, nesterov=False):
     """{name: [parameters after step 1, 2, 3]} for the trainable parameters."""
-    lrs = [HYPER["lr"], HYPER["lr"] * HYPER["head_lr_mult"]]
+    lrs = [HYPER["lr"] * m for m in HYPER["lr_mults"]]
     out = {}
     for name, group, init, grads in PARAMS:
         if group is None:
@@ -72,7 +73,8 @@ def expected_trajectories(opt_name):
         if opt_name == "adam":
             out[name] = adam_doc(init, grads, lrs[group], HYPER["weight_decay"])
         else:
-            out[name] = sgd_doc(init, grads, lrs[group], HYPER["weight_decay"], HYPER["momentum"])
+            out[name] = sgd_doc(init, grads, lrs[group], HYPER["weight_decay"], HYPER["momentum"],
+                                nesterov=nesterov)
     return out
 
 
@@ -148,11 +150,11 @@ def stepper(backend, model, opt, graph=False):
 
 
 # ---------------------------------------------------------------- tests
-def check_three_steps(backend, opt_name, graph=False):
+def check_three_steps(backend, opt_name, graph=False, nesterov=False):
     model = build_model(backend)
-    opt = backend.optim.build_optimizer(model, opt_name, **HYPER)
+    opt = backend.optim.build_optimizer(model, opt_name, nesterov=nesterov, **HYPER)
     step = stepper(backend, model, opt, graph)
-    expected = expected_trajectories(opt_name)
+    expected = expected_trajectories(opt_name, nesterov)
     initial = parameter_values(backend, model)
     for t in range(STEPS):
         step({name: grads[t] for name, group, _, grads in PARAMS if group is not None})
@@ -165,21 +167,23 @@ def check_three_steps(backend, opt_name, graph=False):
                 np.testing.assert_array_equal(got[name], initial[name], err_msg=f"frozen {name} moved")
 
 
-@pytest.mark.parametrize("opt_name", ["adam", "sgd"])
-def test_update_follows_torch_documentation(backend, opt_name):
-    """torch eagerly, MindSpore in PYNATIVE mode."""
-    check_three_steps(backend, opt_name)
+@pytest.mark.parametrize("opt_name, nesterov", [("adam", False), ("sgd", False), ("sgd", True)])
+def test_update_follows_torch_documentation(backend, opt_name, nesterov):
+    """torch eagerly, MindSpore in PYNATIVE mode; SGD also with Nesterov momentum (the MVD
+    port's SGD)."""
+    check_three_steps(backend, opt_name, nesterov=nesterov)
 
 
 @pytest.mark.parametrize("ms_mode", ["GRAPH"], indirect=True)
-@pytest.mark.parametrize("opt_name", ["adam", "sgd"])
-def test_mindspore_graph_update_follows_torch_documentation(opt_name, ms_mode):
+@pytest.mark.parametrize("opt_name, nesterov", [("adam", False), ("sgd", False), ("sgd", True)])
+def test_mindspore_graph_update_follows_torch_documentation(opt_name, nesterov, ms_mode):
     import backends
-    check_three_steps(backends.get("mindspore"), opt_name, graph=True)
+    check_three_steps(backends.get("mindspore"), opt_name, graph=True, nesterov=nesterov)
 
 
 def test_group_split_rule(backend):
-    """Backbone parameters first at lr, every other trainable one at lr * head_lr_mult, frozen
+    """Backbone-group parameters first at lr * lr_mults[0], every other trainable one at
+    lr * lr_mults[1], frozen
     ones in no group; names like 'backbone_proj.*' or 'neck.backbone' are not backbone."""
     model = build_model(backend)
     want = [[n for n, g, _, _ in PARAMS if g == gid] for gid in (0, 1)]
@@ -188,6 +192,6 @@ def test_group_split_rule(backend):
     for name in ("adam", "sgd"):
         opt = backend.optim.build_optimizer(model, name, **HYPER)
         assert group_names(backend, model, opt) == want, name
-        assert backend.optim.get_group_lrs(opt) == pytest.approx([0.01, 0.05], rel=1e-6)
+        assert backend.optim.get_group_lrs(opt) == pytest.approx([0.005, 0.05], rel=1e-6)
     with pytest.raises(ValueError, match="unknown optimizer"):
         backend.optim.build_optimizer(model, "adamw", **HYPER)

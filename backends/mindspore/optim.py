@@ -18,7 +18,8 @@ implement torch's formulas:
 * SGD (``torch.optim.SGD``, dampening 0)::
 
     g ← g + λθ;  b ← μ b + g  (b starts at 0, so the first step gives b = g as in torch);  θ ← θ - lr·b
-    Nesterov: θ ← θ - lr·(g + μ b)  (``ops.ApplyMomentum(use_nesterov=True)``, the same formula)
+    Nesterov: θ ← θ - lr·(g + μ b) with the updated b (written out: MindSpore's CPU
+    ``ApplyMomentum(use_nesterov=True)`` uses the buffer before its update)
 
 Learning rates live in Parameters (one scalar per group) so :func:`set_group_lrs` never
 triggers a GRAPH-mode recompilation (it writes in place: see :func:`assign_inplace`).
@@ -48,7 +49,6 @@ _sgd_update = ops.MultitypeFuncGraph("torch_sgd_update")
 
 _fused_adam = ops.Adam()
 _fused_momentum = ops.ApplyMomentum()
-_fused_nesterov = ops.ApplyMomentum(use_nesterov=True)
 
 
 @_adam_update.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor",
@@ -66,11 +66,13 @@ def _adam_one(lr, beta1_power, beta2_power, beta1, beta2, eps_t, weight_decay, g
 @_sgd_update.register("Bool", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor")
 def _sgd_one(nesterov, lr, momentum, weight_decay, grad, param, buf):
     """torch.optim.SGD single-tensor update (dampening 0) through the fused
-    ``ops.ApplyMomentum`` kernel, whose ``b ← μ b + g; θ ← θ - lr·b`` (Nesterov:
-    ``θ ← θ - lr·(g + μ b)``) is torch's formula."""
+    ``ops.ApplyMomentum`` kernel, whose ``b ← μ b + g; θ ← θ - lr·b`` is torch's formula;
+    Nesterov (``θ ← θ - lr·(g + μ b)``) written out with element-wise ops."""
     grad = grad + weight_decay * param
-    if nesterov:
-        _fused_nesterov(param, buf, lr, grad, momentum)
+    if nesterov:  # MindSpore's CPU ApplyMomentum(use_nesterov) uses the buffer before its update
+        new_buf = momentum * buf + grad
+        ops.assign(buf, new_buf)
+        ops.assign(param, param - lr * (grad + momentum * new_buf))
     else:
         _fused_momentum(param, buf, lr, grad, momentum)
     return True
