@@ -14,14 +14,21 @@ NUM = r"([0-9.]+(?:e[+-]?\d+)?)"
 
 
 def test_train_step_benchmark_quick():
+    """The MVD port-recipe benchmark: per backend, ratio = step / bare as printed, the model's
+    images/s = 2B / step (timings themselves are never asserted)."""
     r = subprocess.run([sys.executable, "benchmarks/train_step.py", "--quick", "--ms-mode", "PYNATIVE"],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     lines = r.stdout.strip().splitlines()
-    assert lines[-3].split()[:4] == ["backend", "step", "s", "bare"]
+    header = lines[-3].split()
+    assert header == ["backend", "step_s", "bare_s", "ratio", "model_img/s", "pipeline_img/s"]
+    batch = int(re.search(r"batch (\d+) RGB", r.stdout).group(1))
     for name, line in zip(("torch", "mindspore"), lines[-2:]):
         fields = line.split()
-        assert fields[0] == name and all(float(v) > 0 for v in fields[1:])
+        step, bare, ratio, model_rate, pipe = (float(v) for v in fields[1:])
+        assert fields[0] == name and min(step, bare, pipe) > 0
+        assert abs(ratio - step / bare) <= 0.0005 + 1e-3 * ratio          # printed with 3 decimals
+        assert abs(model_rate - 2 * batch / step) <= 0.05 + 1e-3 * model_rate
 
 
 def _load_eval_speed():

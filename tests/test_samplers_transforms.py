@@ -120,15 +120,18 @@ def test_cross_modal_ranks_get_interleaved_batches():
 
 
 def test_cross_modal_loader_of_a_rank_uses_that_ranks_items(monkeypatch):
-    """mvd_data.CrossModalBatches(rank=r, world_size=W) builds its batches from exactly the
+    """cross_modal.CrossModalBatches(rank=r, world_size=W) builds its batches from exactly the
     sampler's share of rank r (the items, not the images, are compared)."""
-    from common.mvd_data import CrossModalBatches
+    from common.data.cross_modal import CrossModalBatches
+    from common.transforms import CrossModalTrain
     rgb_y, ir_y = np.repeat(np.arange(6), 7), np.repeat(np.arange(6), 3)
     images = lambda n: np.zeros((n, 8, 4, 3), np.uint8)  # noqa: E731
     items = []
     for rank in range(2):
-        loader = CrossModalBatches(images(len(rgb_y)), rgb_y, images(len(ir_y)), ir_y, 8, 4, num_ids=2,
-                                   num_pos=3, seed=4, rank=rank, world_size=2)
+        tf = CrossModalTrain(8, 4)
+        loader = CrossModalBatches(images(len(rgb_y)), rgb_y, images(len(ir_y)), ir_y, tf, tf,
+                                   CrossModalIdentitySampler(rgb_y, ir_y, 2, 3, seed=4), seed=4, rank=rank,
+                                   world_size=2)
         monkeypatch.setattr(loader, "make_batch", lambda epoch, index, item: item)
         got = list(loader.epoch(1, prefetch=0))
         want = CrossModalIdentitySampler(rgb_y, ir_y, 2, 3, seed=4).batches(1, rank, 2)
