@@ -78,10 +78,36 @@ def atomic_output(path, suffix: str = ""):
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    except OSError as exc:
+        _remove(tmp)
+        if exc.filename is None:  # name the file (MindSpore's and numpy's writers do not)
+            raise OSError(exc.errno, exc.strerror or str(exc), path) from None
         raise
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(path: str) -> None:
+    if os.path.exists(path):
+        os.remove(path)
+
+
+def write_failure(path, exc: BaseException, needed: int = 0) -> BaseException:
+    """The error to raise when a framework's writer failed on ``path`` with a message that
+    does not say why (torch reports a full disk as ``RuntimeError: ... unexpected pos``): an
+    ``OSError(ENOSPC)`` naming the file when the folder has less than ``needed`` bytes (or
+    under 1 MiB) free, else a CheckpointError with the writer's first line."""
+    import errno
+    import shutil
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    if free is not None and free < max(int(needed), 1 << 20):
+        return OSError(errno.ENOSPC, "No space left on device", os.fspath(path))
+    return CheckpointError(f"cannot write checkpoint '{path}': {first_line(exc)}")
 
 
 def default_file_mode() -> int:

@@ -100,6 +100,15 @@ def test_unknown_flag_values_rejected():
         assert r.returncode == 2 and "invalid choice" in r.stderr
 
 
+@pytest.mark.parametrize("flag, value, key", [("--trials", "-1", "data.eval_trials"),
+                                              ("--trials", "0", "data.eval_trials"),
+                                              ("--set", "data.test_batch=0", "data.test_batch")])
+def test_test_py_bad_numbers_are_one_line_before_reading_anything(tmp_path, capsys, flag, value, key):
+    assert test_cli.main(["--data-path", str(tmp_path), "--resume", str(tmp_path / "x.pth"), flag, value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and key in err[0] and ">= 1" in err[0]
+
+
 def test_test_py_rejects_missing_checkpoint(sysu_root, tmp_path, capsys):
     assert test_cli.main(["--data-path", sysu_root, "--resume", str(tmp_path / "none.pth")]) == 2
     assert "none.pth" in capsys.readouterr().err

@@ -97,11 +97,12 @@ def test_resume_is_exact_losses_and_parameters(root, tmp_path, backend):
     assert worst <= 1e-6, worst
 
 
-def test_resume_with_another_optimizer_is_refused_up_front(root, tmp_path, capsys):
-    assert _run(root, tmp_path, extra=["--epochs", "1"]) == 0
+@pytest.mark.parametrize("backend", ["torch", "mindspore"])
+def test_resume_with_another_optimizer_is_refused_up_front(root, tmp_path, capsys, backend):
+    assert _run(root, tmp_path, backend, extra=["--epochs", "1"]) == 0
     capsys.readouterr()
-    last = tmp_path / "t" / "torch_last.pth"
-    assert _run(root, tmp_path, extra=["--epochs", "2", "--resume", str(last), "--optim", "sgd"]) == 2
+    last = tmp_path / "t" / f"{backend}_last{'.pth' if backend == 'torch' else '.ckpt'}"
+    assert _run(root, tmp_path, backend, extra=["--epochs", "2", "--resume", str(last), "--optim", "sgd"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "optim.name='adam'" in err[0] and "'sgd'" in err[0]
     assert [e["epoch"] for e in _epochs(tmp_path / "t")] == [0]
@@ -153,10 +154,12 @@ def test_sigterm_during_training_exits_143_with_the_resume_command(root, tmp_pat
                                        "--resume", str(last)]) == 0
 
 
-def test_sigterm_during_a_checkpoint_write_finishes_the_write(root, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("backend", ["torch", "mindspore"])
+def test_sigterm_during_a_checkpoint_write_finishes_the_write(root, tmp_path, monkeypatch, capsys, backend):
     """The signal arrives inside the write: the write completes (a loadable checkpoint, no
     temporary file), then the run stops with 143 and the resume command."""
-    from backends.torch import checkpoint
+    import backends
+    checkpoint = backends.get(backend).checkpoint
     real = checkpoint.save_checkpoint
     calls = []
 
@@ -166,10 +169,10 @@ def test_sigterm_during_a_checkpoint_write_finishes_the_write(root, tmp_path, mo
         real(path, model, optimizer, extra)
 
     monkeypatch.setattr(checkpoint, "save_checkpoint", save_with_signal)
-    assert _run(root, tmp_path, extra=["--epochs", "3"]) == 143
+    assert _run(root, tmp_path, backend, extra=["--epochs", "3"]) == 143
     assert f"--resume {calls[0]}" in capsys.readouterr().err
     assert len(calls) == 1 and os.path.isfile(calls[0])
-    assert _state(calls[0], "torch") and not glob.glob(str(tmp_path / "t" / "*.tmp*"))
+    assert _state(calls[0], backend) and not glob.glob(str(tmp_path / "t" / "*.tmp*"))
 
 
 def test_sigkill_during_a_checkpoint_write_leaves_old_files_and_the_next_run_cleans_up(root, tmp_path):

@@ -15,6 +15,7 @@ Loading is strict (via ``weights.load_numpy_state``) and recognises the file by 
 torch checkpoint gets a CheckpointError with the conversion command; ``.safetensors``
 (canonical names) loads model weights only.
 """
+import contextlib
 import json
 import os
 import warnings
@@ -47,6 +48,23 @@ def _check_suffix(path) -> str:
     return path
 
 
+@contextlib.contextmanager
+def _quiet_mindspore_log():
+    """Silence MindSpore's Python logger for the block (a failed save logs a CRITICAL line
+    before raising; the caller reports the error itself)."""
+    try:
+        from mindspore import log as ms_log
+        logger = ms_log._get_logger()
+    except (ImportError, AttributeError):  # pragma: no cover - another MindSpore layout
+        yield
+        return
+    previous, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = previous
+
+
 def write_file(path, state: Dict[str, np.ndarray], extra: Optional[dict] = None,
                optimizer_state: Optional[Dict[str, np.ndarray]] = None) -> None:
     """Atomically write canonical numpy ``state`` (+ optimizer state, + extra) as a MindSpore
@@ -60,7 +78,8 @@ def write_file(path, state: Dict[str, np.ndarray], extra: Optional[dict] = None,
     with atomic_output(path, suffix=SUFFIX) as tmp:
         own_tmp = os.path.splitext(tmp)[0] + ".tmp"  # MindSpore writes <name>.tmp, then renames
         try:
-            ms.save_checkpoint(entries, tmp, append_dict=meta)
+            with _quiet_mindspore_log():  # its own CRITICAL line would repeat our one-line error
+                ms.save_checkpoint(entries, tmp, append_dict=meta)
         except BaseException:
             if os.path.exists(own_tmp):
                 os.remove(own_tmp)

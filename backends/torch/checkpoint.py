@@ -22,7 +22,7 @@ import torch
 from common import mvd_import
 from common.errors import CheckpointError
 from common.weights import DROPPED_TORCH, bn_prefixes
-from common.checkpoint_io import (FORMAT_TAG, atomic_output, first_line, jsonable, read_safetensors,
+from common.checkpoint_io import (FORMAT_TAG, atomic_output, first_line, jsonable, read_safetensors, write_failure,
                                    sniff_format, write_safetensors, wrong_backend_error)
 
 from . import weights
@@ -39,7 +39,23 @@ def _is_dropped(name: str) -> bool:
 
 def _atomic_save(path, payload: dict) -> None:
     with atomic_output(path) as tmp:
-        torch.save(payload, tmp)
+        try:
+            torch.save(payload, tmp)
+        except RuntimeError as exc:  # torch words a full disk as "enforce fail ... unexpected pos"
+            raise write_failure(path, exc, _payload_bytes(payload)) from None
+
+
+def _payload_bytes(payload: dict) -> int:
+    """Bytes of the tensors in a checkpoint payload (model and optimizer state)."""
+    def size(obj):
+        if isinstance(obj, torch.Tensor):
+            return obj.numel() * obj.element_size()
+        if isinstance(obj, dict):
+            return sum(size(v) for v in obj.values())
+        if isinstance(obj, (list, tuple)):
+            return sum(size(v) for v in obj)
+        return 0
+    return size(payload)
 
 
 def _payload(model_state: dict, optimizer_state, extra) -> dict:
