@@ -45,7 +45,11 @@ def _counting_run(root, log_dir, mode, extra=()):
 @pytest.fixture(scope="module")
 def one_graph_epoch(root, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("b")
-    return log_dir, _counting_run(root, log_dir, "GRAPH", ["--epochs", "1"])
+    before = ms.get_context("mode")
+    try:
+        return log_dir, _counting_run(root, log_dir, "GRAPH", ["--epochs", "1"])
+    finally:
+        ms.set_context(mode=before)
 
 
 def test_ms_mode_decides_whether_the_step_is_compiled(root, tmp_path, one_graph_epoch):
