@@ -61,7 +61,7 @@ def main(argv=None) -> int:
         stored = None
         if os.path.isdir(path) and hasattr(recipe, "test_checkpoint"):
             path, stored = recipe.test_checkpoint(probe)
-        extra = B.checkpoint.read_extra(path)
+        extra = recipe.read_extra(path) if hasattr(recipe, "read_extra") else B.checkpoint.read_extra(path)
         if extra.get("imported_from") == mvd_import.IMPORTED_FROM:
             stored = validate(load_yaml(os.path.join(recipes.CONFIG_DIR, mvd_import.CONFIG_FILE)))
             print(f"note: '{path}' is a checkpoint of the original MVD code: evaluated as configs/"

@@ -142,11 +142,27 @@ def write_run_folder(run_dir: str, B, model, cfg: dict, num_classes: int, chk_na
 
 
 def params_json(cfg: dict) -> dict:
-    """VKD's params.json entries this run corresponds to."""
-    v, d, s = cfg["vkd"], cfg["data"], cfg["schedule"]
-    return {"dataset_name": _DATASET_NAMES.get(d["dataset"], d["dataset"]), "backbone": cfg["model"]["arch"],
-            "pretrained": v["pretrained"], "p": d["num_ids"], "k": d["num_pos"],
-            "num_train_images": v["num_train_images"], "num_test_images": v["num_test_images"],
-            "num_epochs": s["epochs"], "first_milestone": v["first_milestone"],
-            "step_milestone": v["step_milestone"], "gamma": s["gamma"], "metric": v["metric"],
-            "train_strategy": v["train_strategy"], "exp_name": cfg["train"]["ckpt"]}
+    """The ``params.json`` VKD's Saver writes (``vars(args)`` of tools/train_v2v.py for
+    ``vkd-teacher``, of tools/train_distill.py for ``vkd-student``: the same keys) with this
+    run's values. Unlike the reference, ``backbone`` of a student is its real backbone (VKD
+    records its unused ``--backbone`` default there)."""
+    v, d, s, o = cfg["vkd"], cfg["data"], cfg["schedule"], cfg["optim"]
+    common = {"dataset_name": _DATASET_NAMES.get(d["dataset"], d["dataset"]), "backbone": cfg["model"]["arch"],
+              "pretrained": v["pretrained"], "set_determinism": v["set_determinism"], "test_batch": d["test_batch"],
+              "img_test_batch": v["img_test_batch"], "verbose": v["verbose"], "workers": d["workers"],
+              "p": d["num_ids"], "k": d["num_pos"], "num_test_images": v["num_test_images"]}
+    schedule = {"num_epochs": s["epochs"], "eval_epoch_interval": cfg["train"]["eval_every"],
+                "print_epoch_interval": v["print_epoch_interval"]}
+    milestones = {"gamma": s["gamma"], "first_milestone": v["first_milestone"], "step_milestone": v["step_milestone"]}
+    if cfg["method"]["name"] == "vkd-student":
+        return {**common, "teacher": v["teacher"], "teacher_chk_name": v["teacher_chk_name"],
+                "student": v["student"] or None, "student_chk_name": v["student_chk_name"],
+                "exp_name": cfg["train"]["ckpt"], "num_generations": v["num_generations"], **schedule,
+                "lr": o["lr"], "lr_decay": v["lr_decay"], "temp": v["temp"], "lambda_coeff": v["lambda_coeff"],
+                "kl_coeff": v["kl_coeff"], "num_train_images": v["num_train_images"],
+                "num_student_images": v["num_student_images"], "train_strategy": v["train_strategy"], **milestones,
+                "reinit_l4": v["reinit_l4"], "reinit_l3": v["reinit_l3"], "logits_dist": v["logits_dist"],
+                "use_random_erasing": v["use_random_erasing"]}
+    return {**common, "exp_name": cfg["train"]["ckpt"], "metric": v["metric"], "num_train_images": v["num_train_images"],
+            **schedule, "save_epoch_interval": v["save_epoch_interval"], "wd": o["weight_decay"], **milestones,
+            "use_random_erasing": v["use_random_erasing"], "train_strategy": v["train_strategy"]}
