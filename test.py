@@ -22,6 +22,11 @@ TEST_FLAGS = {f.names[0]: f for f in SEED_FLAGS if f.names[0] in (
 TEST_FLAGS["--trials"] = Flag(("--trials",), "data.eval_trials", int, "SYSU gallery trials")
 TEST_FLAGS["--trinet_chk_name"] = Flag(("--trinet_chk_name",), "vkd.teacher_chk_name", str,
                                        "VKD eval.py: checkpoint name in the run folder's chk/")
+for _flag in (Flag(("--num_test_images",), "vkd.num_test_images", int, "VKD eval.py: frames per test tracklet"),
+              Flag(("--test_batch",), "data.test_batch", int, "VKD eval.py: tracklets per forward pass"),
+              Flag(("--img_test_batch",), "vkd.img_test_batch", int, "VKD eval.py: images per forward pass"),
+              Flag(("-j", "--workers"), "data.workers", int, "data-loading worker processes")):
+    TEST_FLAGS[_flag.names[0]] = _flag
 # what evaluation may change for every method (each recipe adds its TEST_KEYS)
 COMMON_TEST_KEYS = ("train.resume", "train.seed", "data.*", "runtime.*", "method.name")
 

@@ -170,6 +170,13 @@ def _spy_student(mp, seen):
                         gen2_student=self.B.weights.state_to_numpy(self.model))
     mp.setattr(StudentRun, "create", classmethod(spy_create))
     mp.setattr(StudentRun, "begin_epoch", spy_begin)
+    teacher_begin = TeacherRun.begin_epoch
+
+    def spy_teacher_begin(self, epoch):
+        if epoch == 1:
+            seen["teacher_after_epoch_0"] = self.B.weights.state_to_numpy(self.model)
+        teacher_begin(self, epoch)
+    mp.setattr(TeacherRun, "begin_epoch", spy_teacher_begin)
 
 
 @pytest.fixture(scope="module", params=backends.BACKENDS)
@@ -182,7 +189,7 @@ def runs(request, tmp_path_factory, mars_root):
     seen = {}
     with pytest.MonkeyPatch.context() as mp:
         _spy_student(mp, seen)
-        assert train_cli.main(teacher_argv(mars_root, log, request.param)) == 0
+        assert train_cli.main(teacher_argv(mars_root, log, request.param, extra=["--save_epoch_interval", "1"])) == 0
         extra = STUDENT_SCHEDULE + ["--pretrain", str(pretrain)]
         assert train_cli.main(student_argv(mars_root, log / "teacher", log, request.param, extra=extra)) == 0
     B = backends.get(request.param)
@@ -208,7 +215,7 @@ def _assert_same(a, b, keys=None):
 
 def test_run_folders_hold_what_the_vkd_saver_writes(runs):
     t, s = runs.teacher, runs.student
-    assert (t / "chk" / f"chk_end{runs.chk_ext}").is_file()
+    assert sorted(p.name for p in (t / "chk").iterdir()) == [f"chk_1{runs.chk_ext}", f"chk_end{runs.chk_ext}"]
     assert sorted(p.name for p in (s / "chk").iterdir()) == [f"chk_di_1{runs.chk_ext}", f"chk_di_2{runs.chk_ext}"]
     params = json.loads((t / "params" / "params.json").read_text())
     assert set(params) == TEACHER_PARAMS
@@ -226,6 +233,13 @@ def test_run_folders_hold_what_the_vkd_saver_writes(runs):
     # the chk files hold the final networks
     _assert_same(_weights(t / "chk" / f"chk_end{runs.chk_ext}"), _weights(t / f"{runs.B.name}_last{runs.ext}"))
     _assert_same(_weights(s / "chk" / f"chk_di_2{runs.chk_ext}"), _weights(s / f"{runs.B.name}_last{runs.ext}"))
+
+
+def test_save_epoch_interval_writes_the_network_before_each_multiple(runs):
+    """train_v2v.py --save_epoch_interval 1 over 2 epochs: chk_1 before epoch 1 (none before
+    epoch 0: e > 0), chk_end at the end."""
+    _assert_same(runs.seen["teacher_after_epoch_0"], _weights(runs.teacher / "chk" / f"chk_1{runs.chk_ext}"))
+    assert json.loads((runs.teacher / "params" / "params.json").read_text())["save_epoch_interval"] == 1
 
 
 def test_generation_one_starts_from_the_teacher_except_layer4_and_the_classifier(runs):
@@ -319,7 +333,7 @@ def test_test_py_with_eval_py_arguments_reproduces_the_last_evaluation(runs, mar
     last = _records(runs.teacher)[-1]["eval"]
     assert [line.split() for line in table] == [
         [r["setting"]] + [f"{r[c]:.2f}" for c in ("R1", "R10", "R20", "mAP", "mINP")] for r in last]
-    _fails(command("chk_7"), capsys, "chk_7", "found: chk_end", main=test_cli.main)
+    _fails(command("chk_7"), capsys, "chk_7", "chk_end", main=test_cli.main)
 
 
 @pytest.mark.parametrize("backend", backends.BACKENDS)
