@@ -115,11 +115,15 @@ def trunk_shapes(arch: str, width: int = 64) -> Dict[str, Tuple[int, ...]]:
 
 
 def _values(shape, key: str, rng) -> np.ndarray:
+    """Random values of a trained network's scale: He-scaled convolutions, BN scales near 1,
+    so that features differ between inputs (tiny uniform weights give near-constant features,
+    whose rankings are ties)."""
     if key.endswith("num_batches_tracked"):
         return np.array(7, np.int64)
-    if key.endswith("running_var"):
+    if key.endswith("running_var") or (len(shape) == 1 and key.endswith("weight")):
         return rng.uniform(0.5, 1.5, shape).astype(np.float32)
-    return (rng.standard_normal(shape) * 0.1).astype(np.float32)
+    scale = np.sqrt(2.0 / np.prod(shape[1:])) if len(shape) == 4 else 0.1
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
 
 
 def write_vkd_folder(folder, arch: str = "resnet18", num_classes: int = NUM_IDS, width: int = 64,
