@@ -432,3 +432,16 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, mars_root, vkd_f
         broken = _broken_copy(vkd_folder, tmp_path, "params/hparams.json")
         _fails(student_argv(mars_root, broken, log, "torch"), capsys, "hparams.json", str(broken))
     assert not log.exists()
+
+
+@pytest.mark.slow
+def test_mindspore_student_in_graph_mode_runs_two_generations(mars_root, vkd_folder, tmp_path):
+    """MindSpore's default GRAPH mode: teacher and student in one graph would clash (same
+    parameter names); two generations recompile the step with the new teacher."""
+    pytest.importorskip("mindspore")
+    argv = student_argv(mars_root, vkd_folder, tmp_path, "mindspore", extra=["--num_epochs", "1"])
+    argv[argv.index("PYNATIVE")] = "GRAPH"
+    assert train_cli.main(argv) == 0
+    recs = _records(tmp_path / "student")
+    assert [r["epoch"] for r in recs] == [0, 1] and all(np.isfinite([r[k] for k in ("total", "kl", "similarity")]).all() for r in recs)
+    assert sorted(p.name for p in (tmp_path / "student" / "chk").iterdir()) == ["chk_di_1.ckpt", "chk_di_2.ckpt"]
