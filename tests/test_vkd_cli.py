@@ -409,7 +409,8 @@ def _broken_copy(folder, tmp_path, remove):
     return copy
 
 
-@pytest.mark.parametrize("case", ["fewer_than_k", "backbone", "classes", "student_images", "no_chk", "no_hparams"])
+@pytest.mark.parametrize("case", ["fewer_than_k", "backbone", "classes", "dataset", "student_images", "no_chk",
+                                  "no_hparams", "teacher_given_a_folder"])
 def test_bad_input_is_one_line_exit_2_and_nothing_written(case, mars_root, vkd_folder, tmp_path, capsys):
     log = tmp_path / "logs"
     student = student_argv(mars_root, vkd_folder, log, "torch", extra=["--num_generations", "1"])
@@ -421,6 +422,13 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, mars_root, vkd_f
         other = tmp_path / "base_other"
         write_vkd_folder(other, "resnet18", 5, width=4)
         _fails(student_argv(mars_root, other, log, "torch"), capsys, "5 classes", f"{NUM_IDS} identities")
+    elif case == "dataset":  # VKD's Saver.load_net asserts the dataset
+        other = tmp_path / "base_duke"
+        write_vkd_folder(other, "resnet18", NUM_IDS, width=4, dataset="duke-video-reid")
+        _fails(student_argv(mars_root, other, log, "torch"), capsys, "trained on dukevideo", "on mars")
+    elif case == "teacher_given_a_folder":  # eval.py's positional form is test.py's, not train.py's
+        _fails(teacher_argv(mars_root, log, "torch")[:3] + [str(vkd_folder)] + teacher_argv(mars_root, log)[3:],
+               capsys, str(vkd_folder), "test.py", "--resume")
     elif case == "student_images":
         _fails(student + ["--num_student_images", "8"], capsys, "--num_student_images (8)", "--num_train_images (4)")
     elif case == "no_chk":

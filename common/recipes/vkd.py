@@ -177,6 +177,11 @@ def check(cfg: dict) -> None:
     if not d["data_path"]:
         raise ConfigError("no dataset given: pass --data-path DIR (the dataset root)")
     check_schedule(cfg["schedule"])
+    if os.path.isdir(cfg["train"]["resume"]):
+        raise ConfigError(f"'{cfg['train']['resume']}' is a run folder: train.py {method} takes DATASET"
+                          + (" TEACHER_FOLDER" if method == "vkd-student" else "")
+                          + " (a run folder after DATASET is test.py's, as VKD eval.py); to resume a run pass "
+                          "--resume <run folder>/<backend>_last.pth|.ckpt")
     if method == "vkd-student":
         if not v["teacher"]:
             raise ConfigError("vkd-student needs a teacher: train.py --method vkd-student DATASET TEACHER_FOLDER")

@@ -105,11 +105,25 @@ def load_state(path: str, arch: str) -> Dict[str, np.ndarray]:
     return vkd_to_canonical(state, arch) if is_vkd_state(state) else state
 
 
-def locate(source: str, chk_name: str, arch: str, num_classes: int, what: str) -> Tuple[str, str]:
+def folder_dataset(folder: str) -> str:
+    """The dataset a run folder was trained on (``dataset_name`` of params/params.json, in
+    this project's spelling), or '' when the folder does not say."""
+    path = os.path.join(folder, *PARAMS)
+    name = _read_json(path).get("dataset_name", "") if os.path.isfile(path) else ""
+    from common.data.video import ALIASES
+    return ALIASES.get(str(name).lower(), str(name).lower())
+
+
+def locate(source: str, chk_name: str, arch: str, num_classes: int, what: str, dataset: str = "") -> Tuple[str, str]:
     """(checkpoint file, backbone) of ``source`` (a run folder or a checkpoint file) after
-    checking it against this run: ``arch`` ('' = take the folder's) and ``num_classes``."""
+    checking it against this run: ``arch`` ('' = take the folder's), ``num_classes`` and, when
+    both say, the dataset (VKD's Saver.load_net asserts it)."""
     if os.path.isdir(source):
         folder_arch, folder_classes = folder_facts(source)
+        trained_on = folder_dataset(source)
+        if dataset and trained_on and trained_on != dataset:
+            raise ConfigError(f"the {what} in '{source}' was trained on {trained_on}, this run is on {dataset}; "
+                              "expected a network trained on this dataset")
         if arch and canonical_backbone_name(arch) != folder_arch:
             raise ConfigError(f"the {what} in '{source}' is a {folder_arch}, but --backbone says {arch}")
         if folder_classes != num_classes:

@@ -51,12 +51,14 @@ class StudentRun(_VKDRun):
     def create(cls, cfg, B, log, loader, evaluator, num_classes, description):
         v, wanted = cfg["vkd"], cfg["model"]["arch"]
         # --backbone names the network trained: the teacher's copy, or the --student folder's
+        dataset = cfg["data"]["dataset"]
         path, arch = vkd_folders.locate(v["teacher"], v["teacher_chk_name"], "" if v["student"] else wanted,
-                                        num_classes, "teacher")
+                                        num_classes, "teacher", dataset)
         teacher = _build(cfg, B, arch, num_classes)
         B.weights.load_numpy_state(teacher, vkd_folders.load_state(path, arch))
         if v["student"]:
-            s_path, s_arch = vkd_folders.locate(v["student"], v["student_chk_name"], wanted, num_classes, "student")
+            s_path, s_arch = vkd_folders.locate(v["student"], v["student_chk_name"], wanted, num_classes, "student",
+                                                  dataset)
             student = _build(cfg, B, s_arch, num_classes)
             B.weights.load_numpy_state(student, vkd_folders.load_state(s_path, s_arch))
         else:
