@@ -178,5 +178,6 @@ def params_json(cfg: dict) -> dict:
                 "reinit_l4": v["reinit_l4"], "reinit_l3": v["reinit_l3"], "logits_dist": v["logits_dist"],
                 "use_random_erasing": v["use_random_erasing"]}
     return {**common, "exp_name": cfg["train"]["ckpt"], "metric": v["metric"],
-            "num_train_images": v["num_train_images"], **schedule, "save_epoch_interval": v["save_epoch_interval"], "wd": o["weight_decay"], **milestones,
-            "use_random_erasing": v["use_random_erasing"], "train_strategy": v["train_strategy"]}
+            "num_train_images": v["num_train_images"], **schedule, "save_epoch_interval": v["save_epoch_interval"],
+            "wd": o["weight_decay"], **milestones, "use_random_erasing": v["use_random_erasing"],
+            "train_strategy": v["train_strategy"]}
