@@ -144,6 +144,15 @@ def test_convert_weights_maps_a_vkd_checkpoint(ref_resnet18, tmp_path, capsys):
     _assert_same(expected, read_safetensors(str(tmp_path / "c.safetensors"))[0])
 
 
+def test_convert_weights_maps_a_full_size_vkd_mobilenet(ref_mobilenet, tmp_path):
+    from common.checkpoint_io import read_safetensors
+    folder, expected = ref_mobilenet
+    assert convert_weights.main([str(folder), str(tmp_path / "m.safetensors")]) == 0
+    state, extra, _ = read_safetensors(str(tmp_path / "m.safetensors"))
+    _assert_same(expected, state)
+    assert extra["arch"] == "mobilenet"
+
+
 def test_convert_weights_writes_a_mindspore_checkpoint_of_a_vkd_folder(ref_resnet18, tmp_path):
     pytest.importorskip("mindspore")
     from backends.mindspore.checkpoint import read_file
