@@ -22,6 +22,11 @@ TEST_FLAGS = {f.names[0]: f for f in SEED_FLAGS if f.names[0] in (
 TEST_FLAGS["--trials"] = Flag(("--trials",), "data.eval_trials", int, "SYSU gallery trials")
 TEST_FLAGS["--trinet_chk_name"] = Flag(("--trinet_chk_name",), "vkd.teacher_chk_name", str,
                                        "VKD eval.py: checkpoint name in the run folder's chk/")
+for _flag in (Flag(("--num_test_images",), "vkd.num_test_images", int, "VKD eval.py: frames per test tracklet"),
+              Flag(("--test_batch",), "data.test_batch", int, "VKD eval.py: tracklets per forward pass"),
+              Flag(("--img_test_batch",), "vkd.img_test_batch", int, "VKD eval.py: images per forward pass"),
+              Flag(("-j", "--workers"), "data.workers", int, "data-loading worker processes")):
+    TEST_FLAGS[_flag.names[0]] = _flag
 # what evaluation may change for every method (each recipe adds its TEST_KEYS)
 COMMON_TEST_KEYS = ("train.resume", "train.seed", "data.*", "runtime.*", "method.name")
 
@@ -61,7 +66,7 @@ def main(argv=None) -> int:
         stored, imported = None, False
         if os.path.isdir(path) and hasattr(recipe, "test_checkpoint"):
             path, stored = recipe.test_checkpoint(probe)
-        extra = B.checkpoint.read_extra(path)
+        extra = recipe.read_extra(path) if hasattr(recipe, "read_extra") else B.checkpoint.read_extra(path)
         if extra.get("imported_from") == mvd_import.IMPORTED_FROM:
             stored, imported = validate(load_yaml(os.path.join(recipes.CONFIG_DIR, mvd_import.CONFIG_FILE))), True
             print(f"note: '{path}' is a checkpoint of the original MVD code: evaluated as configs/"

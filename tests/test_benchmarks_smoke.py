@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM = r"([0-9.]+(?:e[+-]?\d+)?)"
@@ -104,3 +105,30 @@ def test_eval_speed_quick_reports_consistent_numbers():
         rf"^msmt\s+{msmt_size}\s+{NUM}\s+peak RSS {NUM} MB\s+< 2048 MB: (met|MISSED)$", out)
     assert (float(t_time), float(t_peak)) == (float(t_msmt), float(peak))
     assert verdict == ("met" if float(peak) < bench.MSMT_TARGET_MB else "MISSED")
+
+
+@pytest.mark.parametrize("names", ["torch", pytest.param("torch,mindspore", marks=pytest.mark.slow)])
+def test_train_step_vkd_student_quick_numbers_are_consistent(names):
+    """benchmarks/train_step.py --method vkd-student: per backend, bare = teacher forward +
+    student forward/backward, ratio = step / bare; data_speed's waiting fraction is computed
+    for the torch step time just measured. (MindSpore's import and PYNATIVE steps cost ~6 s
+    more on a loaded 2-core machine: slow.)"""
+    r = subprocess.run([sys.executable, "benchmarks/train_step.py", "--method", "vkd-student", "--quick",
+                        "--ms-mode", "PYNATIVE", "--repeats", "1", "--threads", "1", "--backends", names],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    rows = re.findall(rf"^(torch|mindspore)\s+{NUM}\s+{NUM}\s+{NUM}\s+{NUM}\s+{NUM}$", out, re.MULTILINE)
+    assert [row[0] for row in rows] == names.split(",")
+    steps = {}
+    for name, *values in rows:
+        step, t_fwd, s_fb, bare, ratio = map(float, values)
+        assert min(step, t_fwd, s_fb) > 0
+        assert abs(bare - (t_fwd + s_fb)) <= 1.5e-5, name  # three values rounded to 5 decimals
+        low, high = _ratio_bounds(step, bare, 5, 5)
+        assert low - 5e-4 <= ratio <= high + 5e-4, f"{name}: ratio {ratio} is not {step} / {bare}"
+        steps[name] = step
+    (weighed,) = _match(rf"^step {NUM} s: ", out)
+    assert float(weighed) == pytest.approx(steps["torch"], abs=5e-4 + 5e-6)  # the torch step, printed to 3 decimals
+    wait, batch_s, step_s = map(float, _match(rf"^\s+0\s+{NUM}\s+{NUM}\s+{NUM}$", out))
+    assert 0.0 <= wait <= 1.0 and batch_s > 0 and step_s == float(weighed)

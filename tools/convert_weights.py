@@ -2,6 +2,7 @@
 (SPEC section 11; contract of backends/*/checkpoint.py).
 
     python -m tools.convert_weights IN OUT [--to torch|mindspore|safetensors]
+    python -m tools.convert_weights VKD_RUN_FOLDER OUT [--chk-name chk_end] [--backbone NAME]
 
 The input format is recognised from the file's first bytes, the output format from OUT's
 suffix (``.pth``/``.pt`` torch, ``.ckpt`` mindspore, ``.safetensors`` neutral) or ``--to``.
@@ -12,6 +13,13 @@ Names are mapped by module type and name suffix with ``common.weights`` (BatchNo
 torch, ``.ckpt`` needs mindspore, safetensors needs neither. Errors are one line on stderr
 and exit status 2; the output is written to a temporary file in the same folder and moved
 into place only when complete, so nothing is ever half-written.
+
+A checkpoint of aimagelab/VKD (utils/saver.py: ``torch.save(TriNet.state_dict())`` to
+``<run>/chk/<name>``, no suffix; names ``backbone.features_layers.<i>...``) is mapped onto this
+project's names by ``common.recipes.vkd_folders.vkd_to_canonical``, which needs the backbone:
+``--backbone``, else ``backbone_type`` of ``params/hparams.json`` next to its ``chk/`` folder.
+IN may be such a run folder (its ``chk/<--chk-name>``, default ``chk_end``); the output then
+carries ``num_classes`` and ``arch`` of the folder.
 
 The framework-free file helpers live in :mod:`common.checkpoint_io`.
 """
@@ -82,15 +90,45 @@ def target_format(out, to: Optional[str] = None) -> str:
     return to
 
 
-def convert(src, dst, to: Optional[str] = None) -> list:
-    """Convert ``src`` into ``dst`` (see module docstring); returns notes for the user."""
+def _vkd_run_folder(path) -> Optional[str]:
+    """The VKD run folder holding checkpoint file ``path`` (``<run>/chk/<name>``), if any."""
+    run = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    return run if os.path.isfile(os.path.join(run, "params", "hparams.json")) else None
+
+
+def _from_vkd(src, state: dict, extra: dict, backbone: str) -> Tuple[dict, dict, str]:
+    """A VKD state dict under canonical names, its extra, and a note."""
+    from common.backbones import canonical_backbone_name
+    from common.recipes import vkd_folders
+    run = _vkd_run_folder(src)
+    if backbone:
+        arch = canonical_backbone_name(backbone)
+    elif run:
+        arch, num_classes = vkd_folders.folder_facts(run)
+        extra = {**extra, "num_classes": num_classes, "arch": arch}
+    else:
+        raise CheckpointError(f"'{src}' is a VKD checkpoint (backbone.features_layers.* names) with no "
+                              "params/hparams.json next to its chk/ folder: pass --backbone NAME")
+    return vkd_folders.vkd_to_canonical(state, arch), extra, f"VKD checkpoint: names mapped for a {arch}"
+
+
+def convert(src, dst, to: Optional[str] = None, backbone: str = "", chk_name: str = "chk_end") -> list:
+    """Convert ``src`` (a file, or a VKD run folder) into ``dst`` (see module docstring);
+    returns notes for the user."""
     fmt = target_format(dst, to)
+    if os.path.isdir(src):
+        from common.recipes import vkd_folders
+        vkd_folders.folder_facts(src)  # a VKD run folder, or a one-line error saying what is expected
+        src = vkd_folders.checkpoint_in(src, chk_name)
     if os.path.abspath(src) == os.path.abspath(dst):
         raise CheckpointError(f"input and output are the same file: '{src}'")
     state, extra, had_optimizer = read_weights(src)
     if not state:
         raise CheckpointError(f"'{src}' holds no model weights")
     notes = []
+    if any(k.startswith("backbone.features_layers.") for k in state):
+        state, extra, note = _from_vkd(src, state, extra, backbone)
+        notes.append(note)
     if had_optimizer:
         notes.append("optimizer state dropped (it belongs to one backend's optimizer); "
                      "a resumed run starts with fresh optimizer moments")
@@ -104,13 +142,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.convert_weights",
                                      description="Convert model weights between torch .pth, "
                                                  "MindSpore .ckpt and .safetensors (SPEC 11).")
-    parser.add_argument("src", metavar="IN", help="checkpoint to read (format recognised from its content)")
+    parser.add_argument("src", metavar="IN", help="checkpoint to read (format recognised from its content), or a "
+                                                  "VKD run folder")
     parser.add_argument("dst", metavar="OUT", help="file to write (.pth/.pt, .ckpt or .safetensors)")
     parser.add_argument("--to", choices=FORMATS, default=None, help="output format (default: from OUT's suffix)")
+    parser.add_argument("--backbone", default="", help="backbone of a VKD checkpoint with no params/hparams.json "
+                                                       "next to its chk/ folder")
+    parser.add_argument("--chk-name", default="chk_end", help="checkpoint name in a VKD run folder's chk/")
     args = parser.parse_args(argv)
 
     def go():
-        for note in convert(args.src, args.dst, args.to):
+        for note in convert(args.src, args.dst, args.to, args.backbone, args.chk_name):
             print(f"note: {note}", file=sys.stderr)
         return 0
     from common.cli import run_main

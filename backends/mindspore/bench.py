@@ -5,9 +5,10 @@ import mindspore as ms
 
 from .engine import check_mode
 
-__all__ = ["forward_backward", "sync"]
+__all__ = ["forward_backward", "forward_no_grad", "sync"]
 
 _STEPS = {}
+_FORWARDS = {}
 
 
 def sync(device=None) -> None:
@@ -34,3 +35,18 @@ def forward_backward(module, x, ms_mode: str = "GRAPH") -> None:
     x = x if isinstance(x, ms.Tensor) else ms.Tensor(np.asarray(x, dtype=np.float32))
     grads = cached[1](x)
     grads[0].asnumpy()
+
+
+def forward_no_grad(module, x, ms_mode: str = "GRAPH") -> None:
+    """Train-mode forward of ``module`` on ``x`` (NCHW) without gradients (VKD's frozen
+    teacher); compiled once per module in GRAPH mode; returns once the result is computed."""
+    module.set_train(True)
+    key = (id(module), check_mode(ms_mode))
+    cached = _FORWARDS.get(key)
+    if cached is None or cached[0] is not module:
+        def forward(images):
+            return module(images)
+        cached = (module, ms.jit(forward) if ms_mode == "GRAPH" else forward)
+        _FORWARDS[key] = cached
+    x = x if isinstance(x, ms.Tensor) else ms.Tensor(np.asarray(x, dtype=np.float32))
+    cached[1](x).asnumpy()

@@ -5,6 +5,11 @@ Mirrors backends/torch/vkd.py name for name; see its docstring.
 without updating the moving ones, so the frozen teacher simply runs in train mode: its outputs
 are those of VKD's ``teacher_mode`` and the moving statistics it updates are never read (the
 teacher is never evaluated or saved by a distillation run).
+
+``StudentTrainer``: the teacher's forward is its own function (one compiled graph in GRAPH
+mode, like torch's ``no_grad`` block) whose outputs enter the student's step as inputs. One
+graph holding both networks cannot be compiled: a teacher and its student share every
+parameter name (MindSpore 2.8: "its name 'backbone.conv1.weight' already exists").
 """
 from typing import Dict
 
@@ -100,9 +105,11 @@ class StudentTrainer:
         for p in teacher.get_parameters():
             p.requires_grad = False
 
-        def loss_fn(frames, student_frames, pids):
+        def teacher_forward(frames):
             t_emb, t_logits = teacher(frames)
-            t_emb, t_logits = ops.stop_gradient(t_emb), ops.stop_gradient(t_logits)
+            return ops.stop_gradient(t_emb), ops.stop_gradient(t_logits)
+
+        def loss_fn(t_emb, t_logits, student_frames, pids):
             s_emb, s_logits = student(student_frames)
             tri = losses.triplet_batch_hard(s_emb, pids, None)
             ce = losses.cross_entropy(s_logits, pids)
@@ -114,13 +121,15 @@ class StudentTrainer:
             return tri + ce + lam * sim + kl_coeff * kd, tri, ce, sim, kd
 
         teacher_mode(teacher)
-        self.step = engine.TrainStep(student, optimizer, loss_fn, STUDENT_TERMS, (ms.float32, ms.float32, ms.int64),
-                                     ms_mode)
+        self._teacher_forward = ms.jit(teacher_forward) if engine.check_mode(ms_mode) == "GRAPH" else teacher_forward
+        self.step = engine.TrainStep(student, optimizer, loss_fn, STUDENT_TERMS,
+                                     (ms.float32, ms.float32, ms.float32, ms.int64), ms_mode)
 
     def train_step(self, frames: np.ndarray, student_frames: np.ndarray, pids: np.ndarray) -> Dict[str, float]:
         teacher_mode(self.teacher)
         student_mode(self.student)
-        return self.step(frames, student_frames, pids)
+        t_emb, t_logits = self._teacher_forward(ms.Tensor(np.asarray(frames, np.float32)))
+        return self.step(t_emb, t_logits, student_frames, pids)
 
 
 def extract(model: TriNet, frames: np.ndarray, batch_size: int = 32) -> np.ndarray:

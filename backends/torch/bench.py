@@ -6,7 +6,7 @@ import torch
 from .device import current_device
 from .engine import model_device
 
-__all__ = ["forward_backward", "sync"]
+__all__ = ["forward_backward", "forward_no_grad", "sync"]
 
 
 def sync(device=None) -> None:
@@ -26,4 +26,16 @@ def forward_backward(module: torch.nn.Module, x, ms_mode: str = "GRAPH") -> None
     x = torch.as_tensor(np.asarray(x, dtype=np.float32), device=device) if not isinstance(x, torch.Tensor) else x
     module.zero_grad(set_to_none=True)
     module(x).sum().backward()
+    sync(device)
+
+
+def forward_no_grad(module: torch.nn.Module, x, ms_mode: str = "GRAPH") -> None:
+    """Train-mode forward of ``module`` on ``x`` (NCHW) without gradients (VKD's frozen
+    teacher in ``teacher_mode``); returns once the device has finished. ``ms_mode`` is
+    ignored (symmetry with the MindSpore kernel)."""
+    module.train()
+    device = model_device(module)
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32), device=device) if not isinstance(x, torch.Tensor) else x
+    with torch.no_grad():
+        module(x)
     sync(device)

@@ -35,7 +35,11 @@ Bad input: a corrupt, zero-byte or missing frame raises :class:`DatasetLayoutErr
 file (from :func:`common.data.base.read_image`; raised in a worker it reaches the training
 loop with the same type and message). Skipping would silently change the batch; the
 reference's loader cut the clip short at a missing file and then failed to stack the batch.
+Missing and zero-byte frames (an interrupted copy or extraction) are found up front by
+:func:`check_frame_files` (one ``stat`` a frame, about a second for MARS), before a run
+writes anything; a non-empty but undecodable frame only when it is read.
 """
+import os
 from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
@@ -43,7 +47,7 @@ import numpy as np
 from common.data.base import Record, read_image
 from common.data.loader import batch_rng
 from common.data.temporal import STRATEGIES, select_frames
-from common.errors import ConfigError
+from common.errors import ConfigError, DatasetLayoutError
 from common.samplers import PKSampler, group_by_pid
 from common.transforms import VideoTest, VideoTrain
 
@@ -114,6 +118,24 @@ def student_views(frames: np.ndarray, student_idx: np.ndarray) -> np.ndarray:
     """The student's input ``(B, M, 3, H, W)``: ``frames[b, student_idx[b]]`` for every row b."""
     idx = np.asarray(student_idx, dtype=np.int64)
     return np.take_along_axis(frames, idx[:, :, None, None, None], axis=1)
+
+
+def check_frame_files(frame_lists: Sequence[Sequence[str]], what: str) -> None:
+    """DatasetLayoutError naming the first missing or zero-byte frame of ``frame_lists`` (and
+    how many there are); ``what`` says which split they belong to."""
+    bad = []
+    for frames in frame_lists:
+        for path in frames:
+            try:
+                empty = os.stat(path).st_size == 0
+            except OSError:
+                empty = True
+            if empty:
+                bad.append(path)
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise DatasetLayoutError(f"{what} frame '{bad[0]}' is missing or empty (0 bytes){more}; expected a "
+                                 "JPEG/PNG/BMP file: copy or extract the dataset again")
 
 
 def _check_train_args(records, P, K, N, M, strategy, world_size):

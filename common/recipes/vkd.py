@@ -28,7 +28,7 @@ import numpy as np
 from common.config import Key
 from common.data import video, video_eval
 from common.engine.loop import MethodRun
-from common.errors import ConfigError
+from common.errors import ConfigError, ReidError
 from common.metrics import evaluate_features
 from common.report import summarize
 from common.schedule import check_schedule, multistep_lr
@@ -149,11 +149,20 @@ def positionals(method: str, values: List[str]) -> dict:
 
 
 def finalize(cfg: dict) -> dict:
-    """Derived keys: the milestones ``range(first_milestone, epochs, step_milestone)`` and the
-    dataset's reference input size where ``data.height``/``width`` are 0."""
+    """Derived keys: the milestones ``range(first_milestone, epochs, step_milestone)``, the
+    dataset's reference input size where ``data.height``/``width`` are 0, and for
+    ``vkd-student`` with no ``--backbone`` the backbone of the network it trains (the
+    ``--student`` folder's, else the teacher folder's) when that folder can be read, so the
+    configuration (and a resumed run's check against it) names the real network."""
     v, d = cfg["vkd"], cfg["data"]
     cfg["schedule"]["kind"] = "multistep"
     cfg["schedule"]["milestones"] = list(range(v["first_milestone"], cfg["schedule"]["epochs"], v["step_milestone"]))
+    source = v["student"] or v["teacher"]
+    if cfg["method"]["name"] == "vkd-student" and not cfg["model"]["arch"] and os.path.isdir(source):
+        try:
+            cfg["model"]["arch"] = vkd_folders.folder_facts(source)[0]
+        except ReidError:  # reported with its context when the run starts (StudentRun.create)
+            pass
     if d["dataset"] in DATASETS:
         s = video.settings(d["dataset"])
         d["height"] = d["height"] or s.height
@@ -168,6 +177,11 @@ def check(cfg: dict) -> None:
     if not d["data_path"]:
         raise ConfigError("no dataset given: pass --data-path DIR (the dataset root)")
     check_schedule(cfg["schedule"])
+    if os.path.isdir(cfg["train"]["resume"]):
+        raise ConfigError(f"'{cfg['train']['resume']}' is a run folder: train.py {method} takes DATASET"
+                          + (" TEACHER_FOLDER" if method == "vkd-student" else "")
+                          + " (a run folder after DATASET is test.py's, as VKD eval.py); to resume a run pass "
+                          "--resume <run folder>/<backend>_last.pth|.ckpt")
     if method == "vkd-student":
         if not v["teacher"]:
             raise ConfigError("vkd-student needs a teacher: train.py --method vkd-student DATASET TEACHER_FOLDER")
@@ -191,6 +205,9 @@ class VKDEvaluator:
         self.protocols = video_eval.eval_protocols(d["dataset"], d["data_path"], v["protocols"] or None,
                                                    v["num_test_images"], splits=splits)
         self.size = (d["height"], d["width"])
+        sides = {s.name: s for p in self.protocols.values() for s in (p.query, p.gallery)}
+        for side in sides.values():
+            video.check_frame_files(side.frames, f"evaluation ({side.name.replace('_', ' ')})")
 
     def __call__(self, model) -> List[dict]:
         d, v = self.cfg["data"], self.cfg["vkd"]
@@ -248,6 +265,14 @@ class TeacherRun(_VKDRun):
         frames, pids = batch[0], batch[1]
         return self.trainer.train_step(frames, pids)
 
+    def begin_epoch(self, epoch):
+        """train_v2v.py ``--save_epoch_interval``: before epoch e (e > 0, a multiple of the
+        interval) the network is also written as ``chk/chk_<e // interval>``."""
+        every = int(self.cfg["vkd"]["save_epoch_interval"])
+        if every and epoch > 0 and epoch % every == 0:
+            vkd_folders.write_run_folder(self.run_dir, self.B, self.model, self.cfg, self.num_classes,
+                                         f"chk_{epoch // every}")
+
     def finish(self):
         vkd_folders.write_run_folder(self.run_dir, self.B, self.model, self.cfg, self.num_classes, "chk_end")
 
@@ -273,6 +298,7 @@ def build(cfg: dict, B, log) -> _VKDRun:
     check(cfg)
     d, v, t = cfg["data"], cfg["vkd"], cfg["train"]
     splits = load_splits(cfg)
+    video.check_frame_files([r.path for r in splits.train], "training")
     student = cfg["method"]["name"] == "vkd-student"
     loader = video.build_train_batches(d["dataset"], splits.train, d["num_ids"], d["num_pos"], v["num_train_images"],
                                        v["num_student_images"] if student else 0, v["train_strategy"], t["seed"],
@@ -299,6 +325,14 @@ def test_checkpoint(cfg: dict):
     arch, num_classes = vkd_folders.folder_facts(folder)
     stored = {**cfg, "model": dict(cfg["model"], arch=arch), "num_classes": num_classes}
     return vkd_folders.checkpoint_in(folder, cfg["vkd"]["teacher_chk_name"]), stored
+
+
+def read_extra(path: str) -> dict:
+    """test.py: the ``extra`` of any VKD checkpoint, whatever framework wrote it (read by
+    content; a reference state dict has none): a run of either backend, or of the
+    reference, is evaluated by either (a torch file needs torch installed)."""
+    from tools.convert_weights import read_weights
+    return read_weights(path)[1]
 
 
 def load_for_test(B, model, path: str, cfg: dict) -> None:

@@ -105,11 +105,25 @@ def load_state(path: str, arch: str) -> Dict[str, np.ndarray]:
     return vkd_to_canonical(state, arch) if is_vkd_state(state) else state
 
 
-def locate(source: str, chk_name: str, arch: str, num_classes: int, what: str) -> Tuple[str, str]:
+def folder_dataset(folder: str) -> str:
+    """The dataset a run folder was trained on (``dataset_name`` of params/params.json, in
+    this project's spelling), or '' when the folder does not say."""
+    path = os.path.join(folder, *PARAMS)
+    name = _read_json(path).get("dataset_name", "") if os.path.isfile(path) else ""
+    from common.data.video import ALIASES
+    return ALIASES.get(str(name).lower(), str(name).lower())
+
+
+def locate(source: str, chk_name: str, arch: str, num_classes: int, what: str, dataset: str = "") -> Tuple[str, str]:
     """(checkpoint file, backbone) of ``source`` (a run folder or a checkpoint file) after
-    checking it against this run: ``arch`` ('' = take the folder's) and ``num_classes``."""
+    checking it against this run: ``arch`` ('' = take the folder's), ``num_classes`` and, when
+    both say, the dataset (VKD's Saver.load_net asserts it)."""
     if os.path.isdir(source):
         folder_arch, folder_classes = folder_facts(source)
+        trained_on = folder_dataset(source)
+        if dataset and trained_on and trained_on != dataset:
+            raise ConfigError(f"the {what} in '{source}' was trained on {trained_on}, this run is on {dataset}; "
+                              "expected a network trained on this dataset")
         if arch and canonical_backbone_name(arch) != folder_arch:
             raise ConfigError(f"the {what} in '{source}' is a {folder_arch}, but --backbone says {arch}")
         if folder_classes != num_classes:
@@ -142,11 +156,28 @@ def write_run_folder(run_dir: str, B, model, cfg: dict, num_classes: int, chk_na
 
 
 def params_json(cfg: dict) -> dict:
-    """VKD's params.json entries this run corresponds to."""
-    v, d, s = cfg["vkd"], cfg["data"], cfg["schedule"]
-    return {"dataset_name": _DATASET_NAMES.get(d["dataset"], d["dataset"]), "backbone": cfg["model"]["arch"],
-            "pretrained": v["pretrained"], "p": d["num_ids"], "k": d["num_pos"],
-            "num_train_images": v["num_train_images"], "num_test_images": v["num_test_images"],
-            "num_epochs": s["epochs"], "first_milestone": v["first_milestone"],
-            "step_milestone": v["step_milestone"], "gamma": s["gamma"], "metric": v["metric"],
-            "train_strategy": v["train_strategy"], "exp_name": cfg["train"]["ckpt"]}
+    """The ``params.json`` VKD's Saver writes (``vars(args)`` of tools/train_v2v.py for
+    ``vkd-teacher``, of tools/train_distill.py for ``vkd-student``: the same keys) with this
+    run's values. Unlike the reference, ``backbone`` of a student is its real backbone (VKD
+    records its unused ``--backbone`` default there)."""
+    v, d, s, o = cfg["vkd"], cfg["data"], cfg["schedule"], cfg["optim"]
+    common = {"dataset_name": _DATASET_NAMES.get(d["dataset"], d["dataset"]), "backbone": cfg["model"]["arch"],
+              "pretrained": v["pretrained"], "set_determinism": v["set_determinism"], "test_batch": d["test_batch"],
+              "img_test_batch": v["img_test_batch"], "verbose": v["verbose"], "workers": d["workers"],
+              "p": d["num_ids"], "k": d["num_pos"], "num_test_images": v["num_test_images"]}
+    schedule = {"num_epochs": s["epochs"], "eval_epoch_interval": cfg["train"]["eval_every"],
+                "print_epoch_interval": v["print_epoch_interval"]}
+    milestones = {"gamma": s["gamma"], "first_milestone": v["first_milestone"], "step_milestone": v["step_milestone"]}
+    if cfg["method"]["name"] == "vkd-student":
+        return {**common, "teacher": v["teacher"], "teacher_chk_name": v["teacher_chk_name"],
+                "student": v["student"] or None, "student_chk_name": v["student_chk_name"],
+                "exp_name": cfg["train"]["ckpt"], "num_generations": v["num_generations"], **schedule,
+                "lr": o["lr"], "lr_decay": v["lr_decay"], "temp": v["temp"], "lambda_coeff": v["lambda_coeff"],
+                "kl_coeff": v["kl_coeff"], "num_train_images": v["num_train_images"],
+                "num_student_images": v["num_student_images"], "train_strategy": v["train_strategy"], **milestones,
+                "reinit_l4": v["reinit_l4"], "reinit_l3": v["reinit_l3"], "logits_dist": v["logits_dist"],
+                "use_random_erasing": v["use_random_erasing"]}
+    return {**common, "exp_name": cfg["train"]["ckpt"], "metric": v["metric"],
+            "num_train_images": v["num_train_images"], **schedule, "save_epoch_interval": v["save_epoch_interval"],
+            "wd": o["weight_decay"], **milestones, "use_random_erasing": v["use_random_erasing"],
+            "train_strategy": v["train_strategy"]}

@@ -17,6 +17,11 @@ from common.recipes.vkd import _VKDRun, _optimizer
 from common.schedule import multistep_lr
 
 
+def _build(cfg: dict, B, arch: str, num_classes: int):
+    """TriNet of backbone ``arch`` with the run's other model settings."""
+    return B.vkd.build_model(dict(cfg, model=dict(cfg["model"], arch=arch)), num_classes)
+
+
 def reinit(cfg: dict, B, student, num_classes: int, log) -> None:
     """VKD ``TriNet.reinit_layers(reinit_l4=True)``: a fresh classifier and layer4
     (denseblock4; nothing for MobileNet) from the ImageNet file ``--pretrain``; without the file
@@ -44,20 +49,24 @@ class StudentRun(_VKDRun):
 
     @classmethod
     def create(cls, cfg, B, log, loader, evaluator, num_classes, description):
-        v = cfg["vkd"]
-        path, arch = vkd_folders.locate(v["teacher"], v["teacher_chk_name"], cfg["model"]["arch"], num_classes,
-                                        "teacher")
-        cfg["model"]["arch"] = arch
-        teacher = B.vkd.build_model(cfg, num_classes)
+        v, wanted = cfg["vkd"], cfg["model"]["arch"]
+        # --backbone names the network trained: the teacher's copy, or the --student folder's
+        dataset = cfg["data"]["dataset"]
+        path, arch = vkd_folders.locate(v["teacher"], v["teacher_chk_name"], "" if v["student"] else wanted,
+                                        num_classes, "teacher", dataset)
+        teacher = _build(cfg, B, arch, num_classes)
         B.weights.load_numpy_state(teacher, vkd_folders.load_state(path, arch))
-        student = B.vkd.build_model(cfg, num_classes)
         if v["student"]:
-            s_path, s_arch = vkd_folders.locate(v["student"], v["student_chk_name"], "", num_classes, "student")
-            cfg["model"]["arch"] = s_arch
-            student = B.vkd.build_model(cfg, num_classes)
+            s_path, s_arch = vkd_folders.locate(v["student"], v["student_chk_name"], wanted, num_classes, "student",
+                                                  dataset)
+            student = _build(cfg, B, s_arch, num_classes)
             B.weights.load_numpy_state(student, vkd_folders.load_state(s_path, s_arch))
         else:
+            s_arch = arch
+            student = _build(cfg, B, arch, num_classes)
             B.weights.load_numpy_state(student, B.weights.state_to_numpy(teacher))
+        cfg["model"]["arch"] = s_arch
+        description = description.replace("()", f"({s_arch})", 1)
         reinit(cfg, B, student, num_classes, log)
         run = cls(cfg, B, student, None, loader, evaluator, num_classes,
                   f"{description}; teacher {path}")
@@ -66,10 +75,12 @@ class StudentRun(_VKDRun):
         return run
 
     def _new_optimizer(self, generation: int) -> None:
-        v = self.cfg["vkd"]
-        self.base_lr = max(self.cfg["optim"]["lr"] * v["lr_decay"] ** generation, 1e-5)
+        self.base_lr = max(self.cfg["optim"]["lr"] * self.cfg["vkd"]["lr_decay"] ** generation, 1e-5)
         self.optimizer = _optimizer(self.cfg, self.B, self.model, self.base_lr)
-        self.trainer = self.B.vkd.StudentTrainer(self.model, self.teacher, self.optimizer, v,
+        self._new_trainer()
+
+    def _new_trainer(self) -> None:
+        self.trainer = self.B.vkd.StudentTrainer(self.model, self.teacher, self.optimizer, self.cfg["vkd"],
                                                  self.cfg["runtime"]["ms_mode"])
 
     @property
@@ -98,7 +109,7 @@ class StudentRun(_VKDRun):
             return
         g = epoch // E  # generation g - 1 just ended
         vkd_folders.write_run_folder(self.run_dir, self.B, self.model, self.cfg, self.num_classes, f"chk_di_{g}")
-        self.B.weights.load_numpy_state(self.teacher, self.B.weights.state_to_numpy(self.model))
+        self._student_becomes_teacher(self.B.weights.state_to_numpy(self.model))
         reinit(self.cfg, self.B, self.model, self.num_classes, self.log)
         self._new_optimizer(g)
         self.log.line(f"generation {g + 1}: the student of generation {g} is the teacher (chk_di_{g})")
@@ -111,7 +122,14 @@ class StudentRun(_VKDRun):
         if g > 0 and start % self.epochs_per_generation:
             folder = os.path.dirname(os.path.abspath(self.cfg["train"]["resume"]))
             path = vkd_folders.checkpoint_in(folder, f"chk_di_{g}")
-            self.B.weights.load_numpy_state(self.teacher, vkd_folders.load_state(path, self.cfg["model"]["arch"]))
+            self._student_becomes_teacher(vkd_folders.load_state(path, self.cfg["model"]["arch"]))
+            self._new_trainer()  # the optimizer keeps the state just loaded
+
+    def _student_becomes_teacher(self, state) -> None:
+        """From generation 2 on the teacher is a student of the previous generation, with the
+        student's backbone (cross-distillation: no longer the first teacher's)."""
+        self.teacher = _build(self.cfg, self.B, self.cfg["model"]["arch"], self.num_classes)
+        self.B.weights.load_numpy_state(self.teacher, state)
 
     def finish(self):
         g = int(self.cfg["vkd"]["num_generations"])
