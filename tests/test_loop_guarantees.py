@@ -127,6 +127,20 @@ def test_divergence_stops_naming_where_and_keeps_the_last_good_checkpoint(root, 
     assert all(np.isfinite(v).all() for v in after.values())
 
 
+def test_a_fresh_run_failing_before_its_first_checkpoint_leaves_no_folder(root, tmp_path, capsys):
+    """Divergence in the first epoch: one line naming where, and nothing written (the same
+    command can be run again without --overwrite)."""
+    assert _run(root, tmp_path, extra=["--optim", "adam", "--lr", "1e20"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "non-finite loss or gradient at epoch 0" in err[0] and "none (first epoch)" in err[0]
+    assert not (tmp_path / "t").exists()
+    (tmp_path / "u").mkdir()  # a folder that existed before the run is kept, emptied of the run's files
+    (tmp_path / "u" / "notes.txt").write_text("mine")
+    assert train_cli.main(train_argv(root, str(tmp_path), extra=["--ckpt", "u", "--optim", "adam", "--lr", "1e20",
+                                                                  "--overwrite"])) == 2
+    assert sorted(os.listdir(tmp_path / "u")) == ["notes.txt"]
+
+
 # ---------------------------------------------------------------- signals
 
 def _wait_for(path, text, proc, timeout=120):

@@ -32,6 +32,7 @@ from common.netspec import MVD_FLOWS, MVD_TEST_FEATURES, MVD_TEST_NORMS
 
 from . import engine
 from .backbones import build_backbone
+from .device import current_device
 from .heads import BNNeck, IBClassifier, IBHead
 from .mvd_loss import objective
 
@@ -154,17 +155,19 @@ class MVDNet(nn.Module):
 
 
 def build_model(cfg: dict, num_classes: int) -> MVDNet:
-    """MVDNet from a run configuration (its ``model`` and ``mvd`` sections)."""
+    """MVDNet from a run configuration (its ``model`` and ``mvd`` sections), on the device of
+    ``--device-target``/``--gpu`` (:func:`backends.torch.device.current_device`)."""
     m, mv = cfg["model"], cfg["mvd"]
     try:
-        return MVDNet(num_classes, arch=m["arch"], width=m["width"], last_stride=m["last_stride"],
-                      shallow_cam=mv["shallow_cam"], z_dim=mv["z_dim"], ib_hidden=mv["ib_hidden"],
-                      cls_hidden=mv["cls_hidden"], dropout=mv["dropout"], flow=mv["flow"],
-                      gray_coeffs=mv["gray_coeffs"], gray_ir=mv["gray_ir"], neck_bias=mv["neck_bias"],
-                      classifier_bias=mv["classifier_bias"], head_init=mv["head_init"],
-                      test_feature=mv["test_feature"], test_norm=mv["test_norm"])
+        net = MVDNet(num_classes, arch=m["arch"], width=m["width"], last_stride=m["last_stride"],
+                     shallow_cam=mv["shallow_cam"], z_dim=mv["z_dim"], ib_hidden=mv["ib_hidden"],
+                     cls_hidden=mv["cls_hidden"], dropout=mv["dropout"], flow=mv["flow"],
+                     gray_coeffs=mv["gray_coeffs"], gray_ir=mv["gray_ir"], neck_bias=mv["neck_bias"],
+                     classifier_bias=mv["classifier_bias"], head_init=mv["head_init"],
+                     test_feature=mv["test_feature"], test_norm=mv["test_norm"])
     except ValueError as exc:  # a bad combination: report as a configuration problem
         raise ConfigError(f"MVD network: {exc}") from None
+    return net.to(current_device())
 
 
 class MVDTrainer:

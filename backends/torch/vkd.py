@@ -25,6 +25,7 @@ from common.backbones import backbone_facts
 
 from . import engine, losses
 from .backbones import build_backbone
+from .device import current_device
 from .heads import BNNeck
 
 __all__ = ["TriNet", "build_model", "teacher_mode", "student_mode", "TeacherTrainer", "StudentTrainer",
@@ -65,14 +66,15 @@ class TriNet(nn.Module):
 
 def build_model(cfg: dict, num_classes: int) -> TriNet:
     """TriNet of a run configuration: ``model.arch`` with VKD's backbone options and the
-    ``model.width`` size knob of the ResNets (other backbones build at full size)."""
+    ``model.width`` size knob of the ResNets (other backbones build at full size), on the
+    device of ``--device-target``/``--gpu``."""
     facts = backbone_facts(cfg["model"]["arch"])
     kwargs = dict(facts.vkd_kwargs)
     if "last_stride" in facts.options:
         kwargs["last_stride"] = cfg["model"]["last_stride"]
     if facts.family.startswith("resnet"):
         kwargs["width"] = cfg["model"]["width"]
-    return TriNet(num_classes, facts.name, **kwargs)
+    return TriNet(num_classes, facts.name, **kwargs).to(current_device())
 
 
 def teacher_mode(model: nn.Module) -> None:

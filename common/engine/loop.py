@@ -202,8 +202,10 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
                  "history": [{k: v for k, v in h.items() if k != "eval"} for h in history]}
         with signals.critical():
             B.checkpoint.save_checkpoint(rd.file(which), run.model, run.optimizer, extra)
+            saved.append(which)  # inside: a signal deferred by the write must see it saved
 
     rows: List[dict] = []
+    saved: List[str] = []  # checkpoints written by this run
     epoch_seconds: List[float] = []
     skipped = 0  # consecutive skipped steps (train.nonfinite=skip), across epochs
     from tqdm import tqdm
@@ -260,10 +262,14 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
                 save("last", epoch)
             with signals.critical():
                 run.finish()
-    except KeyboardInterrupt as exc:
+    except BaseException as exc:
+        if not saved and not t["resume"]:
+            rd.discard()  # nothing to resume from: leave no half-written run folder
+        if not isinstance(exc, KeyboardInterrupt):
+            raise
         resumable = [rd.file(w) for w in ("last", "best") if os.path.isfile(rd.file(w))]
         hint = (f"resume with: --resume {resumable[0]}" if resumable
-                else "no checkpoint was written yet; start again (with --overwrite)")
+                else "no checkpoint was written yet; run the same command again")
         raise Interrupted(f"interrupted ({'SIGTERM' if isinstance(exc, signals.Terminated) else 'Ctrl-C'}); "
                           f"{hint}", signals.exit_code(exc)) from None
     return {"best": best, "best_epoch": best_epoch, "rows": rows, "epoch_seconds": epoch_seconds,

@@ -8,6 +8,9 @@ Rules (a run folder is a user's result; nothing overwrites one by accident):
 * Nothing is written until the run is known to start (data loaded, model built, resume
   checkpoint read): a run that fails earlier leaves no folder, no ``config.yaml`` and no
   half-written log behind. Lines logged before the start are kept and written then.
+* A fresh run that fails before its first checkpoint (a corrupt image met in the first
+  epoch, divergence, an interrupt) removes what it wrote (:meth:`RunDir.discard`); the
+  error names the cause, and the same command can simply be run again.
 * At the start: with ``--overwrite`` the previous run's files are removed; temporary files
   of killed runs (``*.tmp-<pid>*`` whose process is gone) are removed; a run resumed from
   another folder gets a copy of that folder's best checkpoint, so every file the final
@@ -65,7 +68,7 @@ class RunDir:
     def __init__(self, log_dir: str, ckpt: str, checkpoint_names: dict):
         self.path = os.path.join(log_dir, ckpt)
         self.names = dict(checkpoint_names)  # which -> file name, e.g. {'last': 'torch_last.pth'}
-        self.started = False
+        self.started, self.created, self._before = False, False, set()
 
     def file(self, which: str) -> str:
         return os.path.join(self.path, self.names[which])
@@ -95,6 +98,7 @@ class RunDir:
 
     def start(self, overwrite: bool, resume: str = "") -> None:
         """Create the folder and apply the start rules (module docstring)."""
+        self.created = not os.path.isdir(self.path)
         os.makedirs(self.path, exist_ok=True)
         if overwrite:
             for name in list(RUN_FILES) + list(self.names.values()):
@@ -107,7 +111,20 @@ class RunDir:
             best = os.path.join(os.path.dirname(resume), self.names["best"])
             if os.path.isfile(best) and not os.path.exists(self.file("best")):
                 shutil.copy2(best, self.file("best"))
+        self._before = set(os.listdir(self.path))
         self.started = True
+
+    def discard(self) -> None:
+        """Remove what this run wrote since :meth:`start` (and the folder when the run created
+        it and it is left empty): a fresh run that failed before its first checkpoint."""
+        if not self.started:
+            return
+        for name in set(os.listdir(self.path)) - self._before:
+            p = os.path.join(self.path, name)
+            shutil.rmtree(p) if os.path.isdir(p) and not os.path.islink(p) else os.remove(p)
+        if self.created and not os.listdir(self.path):
+            os.rmdir(self.path)
+        self.started = False
 
     def summary(self) -> str:
         """'<folder>: a, b, c' listing the files that exist now."""
