@@ -43,11 +43,16 @@ def _changed_keys(old: dict, new: dict):
                 yield f"{section}.{key}"
 
 
-def main(argv=None) -> int:
+def make_parser():
+    """The parser of test.py."""
     from common import recipes
     parser = build_parser(__doc__.split("\n")[0], TEST_FLAGS, tuple(recipes.TEST_ALIASES))
     parser.add_argument("--per-trial", action="store_true", help="also print every trial's row")
-    args = parser.parse_intermixed_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = make_parser().parse_intermixed_args(argv)
 
     def go():
         import backends

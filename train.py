@@ -14,9 +14,14 @@ import sys
 from common.cli import OVERWRITE, all_flags, build_parser, config_from_args, print_config, run_main
 
 
-def main(argv=None) -> int:
+def make_parser():
+    """(parser, flags) of train.py."""
     flags = all_flags((OVERWRITE,))
-    parser = build_parser(__doc__.split("\n")[0], flags)
+    return build_parser(__doc__.split("\n")[0], flags), flags
+
+
+def main(argv=None) -> int:
+    parser, flags = make_parser()
     args = parser.parse_intermixed_args(argv)
 
     def go():
