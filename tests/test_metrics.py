@@ -201,7 +201,8 @@ def _rerank_toy(seed):
     g_pids, q_pids = np.repeat(np.arange(30), 8), np.repeat(np.arange(30), 2)
     g_cams, q_cams = rng.integers(0, 4, len(g_pids)), rng.integers(4, 6, len(q_pids))
     qf, gf = _features(rng, q_pids, g_pids, dim=16)
-    dists = [compute_distance(a, b, 'sqeuclidean') for a, b in ((qf, gf), (qf, qf), (gf, gf))]
+    # Euclidean: the released re-ranking function (the default style) squares its input
+    dists = [compute_distance(a, b, 'euclidean') for a, b in ((qf, gf), (qf, qf), (gf, gf))]
     return dists, (q_pids, g_pids, q_cams, g_cams)
 
 
@@ -214,7 +215,9 @@ def test_re_ranking_shape_finite_and_helps_on_clusters():
         before, after = evaluate(q_g, *labels)['mAP'], evaluate(final, *labels)['mAP']
         assert after > before + 0.02, (before, after)
     only_original = re_ranking(q_g, q_q, g_g, lambda_value=1.0)
-    np.testing.assert_allclose(only_original, q_g / np.maximum(q_g.max(1), q_q.max(1))[:, None], rtol=1e-5)
+    np.testing.assert_allclose(only_original, q_g ** 2 / np.maximum(q_g.max(1), q_q.max(1))[:, None] ** 2, rtol=1e-5)
+    paper = re_ranking(q_g, q_q, g_g, lambda_value=1.0, style="paper")
+    np.testing.assert_allclose(paper, q_g / np.maximum(q_g.max(1), q_q.max(1))[:, None], rtol=1e-5)
 
 
 def test_re_ranking_is_permutation_equivariant():

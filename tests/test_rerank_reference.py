@@ -2,7 +2,9 @@
 re-ranking (Zhong, Zheng, Cao, Li, "Re-ranking Person Re-identification with k-reciprocal
 Encoding", CVPR 2017) written below from the paper, with the conventions that
 common/metrics/rerank.py documents: the joint (Q+G) distance scaled row by row to [0, 1];
-N(p, k) = the k+1 nearest items of p, p included; k1/2 rounded up; V_p scaled to sum 1.
+N(p, k) = the k+1 nearest items of p, p included; V_p scaled to sum 1; and the two styles:
+'paper' (k1/2 rounded up, '>=' in eq. 6, distances as given) and 'zhong', the authors'
+released function (input squared, k1/2 = round-half-even, '>').
 
 * N(p, k) and R(p, k) = {g in N(p, k) : p in N(g, k)} (eq. 4);
 * R*(p, k1) = R(p, k1) plus every R(q, k1/2), q in R(p, k1), with
@@ -43,9 +45,11 @@ def three_distances(query, gallery):
 class KReciprocal:
     """The paper's sets on the joint distance ``d`` (float64, rows scaled by their maximum)."""
 
-    def __init__(self, q_g, q_q, g_g):
+    def __init__(self, q_g, q_q, g_g, style="paper"):
         d = np.block([[np.asarray(q_q, np.float64), np.asarray(q_g, np.float64)],
                       [np.asarray(q_g, np.float64).T, np.asarray(g_g, np.float64)]])
+        self.style = style
+        d = d ** 2 if style == "zhong" else d
         self.d = d / d.max(axis=1, keepdims=True)
         self.n = len(d)
         self.order = [sorted(range(self.n), key=lambda j, p=p: (self.d[p, j], j)) for p in range(self.n)]
@@ -60,19 +64,21 @@ class KReciprocal:
 
     def expanded(self, p, k1):
         """R*(p, k1) (eq. 6) and the candidates R(q, k1/2) with their decision."""
-        base, half = self.reciprocal(p, k1), math.ceil(k1 / 2)
+        zhong = self.style == "zhong"
+        base = self.reciprocal(p, k1)
+        half = round(k1 / 2) if zhong else math.ceil(k1 / 2)  # Python's round: half to even
         star, decisions = set(base), []
         for q in sorted(base):
             cand = self.reciprocal(q, half)
-            accept = len(base & cand) >= 2 / 3 * len(cand)
+            accept = len(base & cand) > 2 / 3 * len(cand) if zhong else len(base & cand) >= 2 / 3 * len(cand)
             decisions.append((cand, len(base & cand), accept))
             if accept:
                 star |= cand
         return star, decisions
 
 
-def reference_re_ranking(q_g, q_q, g_g, k1, k2, lam):
-    sets = KReciprocal(q_g, q_q, g_g)
+def reference_re_ranking(q_g, q_q, g_g, k1, k2, lam, style="paper"):
+    sets = KReciprocal(q_g, q_q, g_g, style)
     n, num_q = sets.n, len(q_q)
     V = np.zeros((n, n))
     for p in range(n):
@@ -100,9 +106,9 @@ def test_hand_worked_case():
     q_g, q_q, g_g = np.array([[1.0, 3.0]]), np.zeros((1, 1)), np.array([[0.0, 2.0], [2.0, 0.0]])
     a, b = math.exp(-1 / 3), math.exp(-1 / 2)
     jac = 1 - (b / (1 + b) + a / (1 + a)) / (1 / (1 + a) + 1 / (1 + b))
-    np.testing.assert_allclose(re_ranking(q_g, q_q, g_g, k1=1, k2=1, lambda_value=0.5),
+    np.testing.assert_allclose(re_ranking(q_g, q_q, g_g, k1=1, k2=1, lambda_value=0.5, style="paper"),
                                [[jac / 2 + 1 / 6, 1.0]], atol=TOL)
-    np.testing.assert_allclose(re_ranking(q_g, q_q, g_g, k1=1, k2=2, lambda_value=0.5),
+    np.testing.assert_allclose(re_ranking(q_g, q_q, g_g, k1=1, k2=2, lambda_value=0.5, style="paper"),
                                [[1 / 6, 5 / 6]], atol=TOL)
 
 
@@ -120,12 +126,23 @@ def test_the_case_exercises_the_expansion_rule():
     assert boundary_adds > 0 and rejected > 0
 
 
+@pytest.mark.parametrize("style", ["zhong", "paper"])
 @pytest.mark.parametrize("k1, k2, lam", SETTINGS)
-def test_matches_the_paper_on_a_hand_chosen_case(k1, k2, lam):
+def test_matches_the_literal_implementation_on_a_hand_chosen_case(k1, k2, lam, style):
     q_g, q_q, g_g = three_distances(QUERY, GALLERY)
-    got = re_ranking(q_g, q_q, g_g, k1=k1, k2=k2, lambda_value=lam)
+    got = re_ranking(q_g, q_q, g_g, k1=k1, k2=k2, lambda_value=lam, style=style)
     assert got.shape == (3, 5) and got.dtype == np.float32
-    np.testing.assert_allclose(got, reference_re_ranking(q_g, q_q, g_g, k1, k2, lam), rtol=0, atol=TOL)
+    np.testing.assert_allclose(got, reference_re_ranking(q_g, q_q, g_g, k1, k2, lam, style), rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("k1", [4, 5])
+def test_the_styles_differ_where_the_conventions_do(k1):
+    """k1 = 4: the boundary candidates of the guard below ('>' vs '>='); k1 = 5: k1/2 = 2
+    (round half to even) vs 3. Squaring alone keeps every neighbour set but changes the weights."""
+    q_g, q_q, g_g = three_distances(QUERY, GALLERY)
+    zhong = re_ranking(np.sqrt(q_g), np.sqrt(q_q), np.sqrt(g_g), k1=k1, k2=1, style="zhong")
+    paper = re_ranking(q_g, q_q, g_g, k1=k1, k2=1, style="paper")  # the same squared distances
+    assert np.abs(zhong - paper).max() > 1e-3
 
 
 def test_defaults_are_k1_20_k2_6_lambda_0_3():
@@ -136,5 +153,7 @@ def test_defaults_are_k1_20_k2_6_lambda_0_3():
     query = centres[np.arange(8)] + rng.standard_normal((8, 6))
     gallery = centres[np.repeat(np.arange(8), 4)] + rng.standard_normal((32, 6))
     q_g, q_q, g_g = three_distances(query, gallery)
-    np.testing.assert_allclose(re_ranking(q_g, q_q, g_g), reference_re_ranking(q_g, q_q, g_g, 20, 6, 0.3),
+    np.testing.assert_allclose(re_ranking(q_g, q_q, g_g), reference_re_ranking(q_g, q_q, g_g, 20, 6, 0.3, "zhong"),
                                rtol=0, atol=TOL)
+    with pytest.raises(Exception, match="style"):
+        re_ranking(q_g, q_q, g_g, style="other")

@@ -1,14 +1,26 @@
 """k-reciprocal re-ranking (Zhong, Zheng, Cao, Li: "Re-ranking Person Re-identification with
 k-reciprocal Encoding", CVPR 2017), an option for IMAGE datasets (SPEC 5).
 
-Written from the paper's description:
+Two conventions (``style``):
+
+* ``'zhong'`` (default): the authors' released ``re_ranking`` function, the one every re-ID
+  codebase copies (torchreid ``torchreid/utils/rerank.py``, fremigereau/MTDA_KD_REID), so
+  that re-ranked numbers compare with published ones: the input distances are squared
+  before step 1 (the function expects Euclidean distances), k1/2 is ``int(np.around(k1 /
+  2))`` (round half to even: 10 for k1 = 20 or 21) and the expansion rule is the strict
+  ``|R(p, k1) & R(q, k1/2)| > 2/3 |R(q, k1/2)|``. (Ties in the initial ranking: the released
+  code's ``np.argsort`` leaves their order unspecified; here they go by index.)
+* ``'paper'``: the paper's eq. 6 as written (``>=``), k1/2 rounded up, the input distances
+  used as given.
+
+Steps (the paper's description):
 
 1. All N = Q + G items form one set; ``d`` is the N x N original distance, each row divided by its
    maximum so that it lies in [0, 1] (the scaled ``d`` is also the one blended in step 6).
 2. N(p, k): the k+1 nearest items of p (p itself included, ascending distance, ties by index).
    R(p, k) = {g in N(p, k) : p in N(g, k)}  (k-reciprocal neighbours, eq. 4).
 3. Expansion (eq. 6): R*(p, k1) = R(p, k1) united with every R(q, k1/2), q in R(p, k1), for which
-   |R(p, k1) & R(q, k1/2)| >= 2/3 |R(q, k1/2)|. (k1/2 is rounded up: 10 for k1 = 20.)
+   |R(p, k1) & R(q, k1/2)| >= 2/3 |R(q, k1/2)| (k1/2 and the comparison: see ``style``).
 4. Encoding (eq. 7): V_p[g] = exp(-d(p, g)) for g in R*(p, k1), else 0; each V_p is scaled to sum 1.
    Local query expansion (eq. 11): V_p <- mean of V_q over the k2 nearest items q of p (p included).
 5. Jaccard distance (eq. 10): d_J(p, g) = 1 - sum min(V_p, V_g) / sum max(V_p, V_g); with unit-sum
@@ -52,26 +64,35 @@ def _reciprocal_sets(neighbours, table):
     return [neighbours[p][back[p]] for p in range(num)]
 
 
-def _expanded_sets(recip, recip_half):
-    """R*(p, k1) of eq. 6 (expansion by the k1/2-reciprocal sets of the members)."""
+def _expanded_sets(recip, recip_half, strict: bool):
+    """R*(p, k1) of eq. 6 (expansion by the k1/2-reciprocal sets of the members); ``strict``:
+    the released code's ``>`` instead of the paper's ``>=``."""
     out = []
     for members in recip:
         member_set = set(members.tolist())
         extended = set(member_set)
         for q in members:
             cand = recip_half[q]
-            if len(member_set.intersection(cand.tolist())) >= 2.0 / 3.0 * len(cand):
+            shared = len(member_set.intersection(cand.tolist()))
+            if (shared > 2.0 / 3.0 * len(cand)) if strict else (shared >= 2.0 / 3.0 * len(cand)):
                 extended.update(cand.tolist())
         out.append(np.array(sorted(extended), dtype=np.int64))
     return out
 
 
-def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1=20, k2=6, lambda_value=0.3):
-    """Re-ranked (Q, G) float32 distance (Zhong et al. 2017, eq. 12; steps in the module docstring).
+STYLES = ("zhong", "paper")
 
-    Inputs are non-negative distances (squared Euclidean as in torchreid, Euclidean or cosine)
-    between query-gallery, query-query and gallery-gallery. Memory grows as (Q+G)^2.
+
+def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1=20, k2=6, lambda_value=0.3, style="zhong"):
+    """Re-ranked (Q, G) float32 distance (Zhong et al. 2017, eq. 12; steps and the two
+    ``style`` conventions in the module docstring).
+
+    Inputs are non-negative distances between query-gallery, query-query and gallery-gallery
+    (Euclidean for ``style='zhong'``, which squares them as the released code does). Memory
+    grows as (Q+G)^2.
     """
+    if style not in STYLES:
+        raise ReidError(f"unknown re-ranking style {style!r}; expected one of {', '.join(STYLES)}")
     q_g = np.asarray(q_g_dist)
     if q_g.ndim != 2:
         raise ReidError(f"q_g_dist must be a 2-D (num_query, num_gallery) array, got shape {q_g.shape}")
@@ -86,16 +107,18 @@ def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1=20, k2=6, lambda_value=0.3):
     dist[:num_q, :num_q], dist[:num_q, num_q:] = q_q, q_g
     dist[num_q:, :num_q], dist[num_q:, num_q:] = q_g.T, g_g
     del q_q, g_g
+    if style == "zhong":
+        np.square(dist, out=dist)
     dist /= np.maximum(dist.max(axis=1, keepdims=True), np.float32(1e-12))
 
-    k1 = min(int(k1), num - 1)
-    half = (k1 + 1) // 2
+    half = int(np.around(int(k1) / 2.0)) if style == "zhong" else (int(k1) + 1) // 2
+    k1, half = min(int(k1), num - 1), min(half, num - 1)
     ranked = _nearest(dist, min(max(k1 + 1, int(k2)), num))
     table = np.zeros((num, num), bool)
     recip = _reciprocal_sets(ranked[:, :k1 + 1], table)
     recip_half = _reciprocal_sets(ranked[:, :half + 1], table)
     del table
-    expanded = _expanded_sets(recip, recip_half)
+    expanded = _expanded_sets(recip, recip_half, strict=style == "zhong")
 
     lengths = np.array([len(e) for e in expanded])
     rows = np.repeat(np.arange(num), lengths)
