@@ -198,7 +198,8 @@ def test_teacher_chk_name_picks_the_teachers_checkpoint(mars_root, folders, tmp_
     for name in ("chk_alt", "chk_end"):
         b = _build(_student_argv(mars_root, folders, tmp_path, "--teacher_chk_name", name))
         _same(folders.t[name], _state(b, b.run.teacher))
-    assert not np.array_equal(folders.t["chk_alt"]["backbone.conv1.weight"], folders.t["chk_end"]["backbone.conv1.weight"])
+    key = "backbone.conv1.weight"
+    assert not np.array_equal(folders.t["chk_alt"][key], folders.t["chk_end"][key])
 
 
 def test_student_and_student_chk_name_pick_the_students_network(mars_root, folders, tmp_path):
@@ -529,9 +530,10 @@ def test_recorded_only_flags_are_written_to_params_json(teacher_run, student_run
     """--metric, --verbose, --print_epoch_interval and --set_determinism change nothing VKD's
     evaluation or logs depend on here: VKD's evaluator always ranks by the cosine distance
     (eval.py reads ``metric`` back from params.json and never uses it), this project logs every
-    epoch and every evaluation, and torch's seeding always makes cuDNN deterministic (VKD's
-    set_determinism sets exactly that; MindSpore on the CPU has no such switch). They are
-    recorded in params/params.json, as VKD's Saver records ``vars(args)``."""
+    epoch and every evaluation, and this project's torch seeding (backends/torch/device.py
+    ``set_seed``) always makes cuDNN deterministic, which is all VKD's set_determinism does
+    (utils/conf.py ``suppress_random``). They are recorded in params/params.json, as VKD's
+    Saver records ``vars(args)``."""
     teacher = _params(teacher_run.folder)
     assert {k: teacher[k] for k in ("metric", "verbose", "print_epoch_interval", "set_determinism")} == {
         "metric": "cosine", "verbose": False, "print_epoch_interval": 7, "set_determinism": True}

@@ -72,7 +72,7 @@ KEYS = {
     "logits_dist": Key("kl", "student: kl (tau^2 KL) or mse between logits", choices=("kl", "mse")),
     "reinit_l4": Key(True, "student: reset layer4 / denseblock4 to ImageNet and the classifier"),
     "reinit_l3": Key(False, "student: reset layer3 too (VKD raises; refused)"),
-    "set_determinism": Key(False, "VKD --set_determinism (cuDNN determinism; no effect on CPU)"),
+    "set_determinism": Key(False, "VKD --set_determinism (recorded: torch runs always use deterministic cuDNN)"),
     "verbose": Key(True, "VKD --verbose (accepted; the log is always written)"),
     "print_epoch_interval": Key(5, "VKD --print_epoch_interval (accepted; every epoch is logged)", lo=1),
 }
