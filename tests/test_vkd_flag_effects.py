@@ -69,6 +69,15 @@ VKD_EFFECTS = {
 }
 
 
+def test_vkd_effects_names_every_vkd_flag_and_a_test_of_this_file():
+    assert set(VKD_EFFECTS) == {f.names[0] for f in vkd_recipe.FLAGS} | {"--trinet_chk_name"}
+    assert test_cli.TEST_FLAGS["--trinet_chk_name"].key == "vkd.teacher_chk_name"
+    for flag, target in VKD_EFFECTS.items():
+        path, _, name = target.partition("::")
+        assert path == "tests/test_vkd_flag_effects.py" and name.startswith("test_"), flag
+        assert callable(globals().get(name)), f"{flag}: no test {name}"
+
+
 # ---------------------------------------------------------------- shared pieces
 
 @pytest.fixture(scope="module")
