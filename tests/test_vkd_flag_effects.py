@@ -3,40 +3,38 @@ tools/train_distill.py, tools/eval.py), each passed on the command line of train
 with a value other than its default, on a tiny synthetic MARS (tests/vkd_tiny.py).
 
 :data:`VKD_EFFECTS` maps each flag to the test that asserts what it does (tests/
-test_flag_effects.py imports it). Most tests stop train.py at the recipe's ``build`` (the
-loop's ``fit`` is replaced by :func:`_build`, which seeds the backend as ``fit`` does and
-keeps the built run): the data, networks, optimizer and steps are then inspected without
-training. Two short real runs are shared (module fixtures ``teacher_run``, ``student_run``).
+test_flag_effects.py imports it): the networks, the student's loss, the optimizer, the
+schedule and the run folder here; the training data and evaluation in
+tests/test_vkd_flag_effects_data.py. Most tests stop train.py at the recipe's ``build``
+(``vkd_tiny.build_only``) and inspect the data, networks, optimizer and steps without
+training; two short real runs are shared (module fixtures ``teacher_run``, ``student_run``).
 """
+import importlib
 import json
-import shutil
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-import backends
 import test as test_cli
 import train as train_cli
 from common.data import video as video_data
-from common.data.temporal import chunks, test_chunk_crop
-from common.engine import loop
-from common.engine.rundir import RunLog
 from common.losses import classification as cls_spec, vkd as vkd_spec
 from common.recipes import vkd as vkd_recipe, vkd_folders
 from common.recipes.vkd import TeacherRun
 from tests.parity.tolerances import LOSS_VS_SPEC_RTOL
-from vkd_tiny import NUM_IDS, imagenet_file, make_mars, student_argv, teacher_argv, write_vkd_folder
+from vkd_tiny import assert_same_weights as _same, build_only as _build, flag_test_folders, make_mars, \
+    student_argv, teacher_argv
 
-_T = "tests/test_vkd_flag_effects.py::"
+_T, _D = "tests/test_vkd_flag_effects.py::", "tests/test_vkd_flag_effects_data.py::"
 VKD_EFFECTS = {
     "--backbone": _T + "test_backbone_builds_that_network",
     "--pretrained": _T + "test_pretrained_decides_whether_the_pretrain_file_is_loaded",
-    "--num_train_images": _T + "test_p_k_and_num_train_images_shape_the_training_batches",
-    "--num_student_images": _T + "test_num_student_images_picks_the_students_views",
-    "--num_test_images": _T + "test_evaluation_flags_set_clip_length_batch_sizes_and_workers",
-    "--p": _T + "test_p_k_and_num_train_images_shape_the_training_batches",
-    "--k": _T + "test_p_k_and_num_train_images_shape_the_training_batches",
+    "--num_train_images": _D + "test_p_k_and_num_train_images_shape_the_training_batches",
+    "--num_student_images": _D + "test_num_student_images_picks_the_students_views",
+    "--num_test_images": _D + "test_evaluation_flags_set_clip_length_batch_sizes_and_workers",
+    "--p": _D + "test_p_k_and_num_train_images_shape_the_training_batches",
+    "--k": _D + "test_p_k_and_num_train_images_shape_the_training_batches",
     "--exp_name": _T + "test_exp_name_names_the_run_folder",
     "--first_milestone": _T + "test_schedule_flags_set_every_epochs_learning_rate",
     "--step_milestone": _T + "test_schedule_flags_set_every_epochs_learning_rate",
@@ -46,14 +44,14 @@ VKD_EFFECTS = {
     "--print_epoch_interval": _T + "test_recorded_only_flags_are_written_to_params_json",
     "--wd": _T + "test_wd_is_the_optimizers_weight_decay",
     "--gamma": _T + "test_schedule_flags_set_every_epochs_learning_rate",
-    "--use_random_erasing": _T + "test_use_random_erasing_erases_rectangles_in_training_frames",
-    "--train_strategy": _T + "test_train_strategy_chooses_the_frames_of_each_sample",
+    "--use_random_erasing": _D + "test_use_random_erasing_erases_rectangles_in_training_frames",
+    "--train_strategy": _D + "test_train_strategy_chooses_the_frames_of_each_sample",
     "--metric": _T + "test_recorded_only_flags_are_written_to_params_json",
     "--set_determinism": _T + "test_recorded_only_flags_are_written_to_params_json",
-    "--test_batch": _T + "test_evaluation_flags_set_clip_length_batch_sizes_and_workers",
-    "--img_test_batch": _T + "test_evaluation_flags_set_clip_length_batch_sizes_and_workers",
+    "--test_batch": _D + "test_evaluation_flags_set_clip_length_batch_sizes_and_workers",
+    "--img_test_batch": _D + "test_evaluation_flags_set_clip_length_batch_sizes_and_workers",
     "--verbose": _T + "test_recorded_only_flags_are_written_to_params_json",
-    "-j": _T + "test_evaluation_flags_set_clip_length_batch_sizes_and_workers",
+    "-j": _D + "test_evaluation_flags_set_clip_length_batch_sizes_and_workers",
     "--teacher_chk_name": _T + "test_teacher_chk_name_picks_the_teachers_checkpoint",
     "--student": _T + "test_student_and_student_chk_name_pick_the_students_network",
     "--student_chk_name": _T + "test_student_and_student_chk_name_pick_the_students_network",
@@ -65,17 +63,18 @@ VKD_EFFECTS = {
     "--reinit_l4": _T + "test_reinit_l4_resets_layer4_and_the_classifier_or_keeps_the_teacher",
     "--reinit_l3": _T + "test_reinit_l3_is_refused",
     "--logits_dist": _T + "test_loss_flags_give_the_logged_terms_of_a_student_step",
-    "--trinet_chk_name": _T + "test_trinet_chk_name_picks_the_evaluated_checkpoint",  # test.py
+    "--trinet_chk_name": _D + "test_trinet_chk_name_picks_the_evaluated_checkpoint",  # test.py
 }
 
 
-def test_vkd_effects_names_every_vkd_flag_and_a_test_of_this_file():
+def test_vkd_effects_names_every_vkd_flag_and_an_existing_test():
     assert set(VKD_EFFECTS) == {f.names[0] for f in vkd_recipe.FLAGS} | {"--trinet_chk_name"}
     assert test_cli.TEST_FLAGS["--trinet_chk_name"].key == "vkd.teacher_chk_name"
     for flag, target in VKD_EFFECTS.items():
         path, _, name = target.partition("::")
-        assert path == "tests/test_vkd_flag_effects.py" and name.startswith("test_"), flag
-        assert callable(globals().get(name)), f"{flag}: no test {name}"
+        assert path in (_T[:-2], _D[:-2]) and name.startswith("test_"), flag
+        module = importlib.import_module(path[len("tests/"):-len(".py")])
+        assert callable(getattr(module, name, None)), f"{flag}: no test {target}"
 
 
 # ---------------------------------------------------------------- shared pieces
@@ -85,53 +84,13 @@ def mars_root(tmp_path_factory):
     return make_mars(tmp_path_factory.mktemp("mars"))
 
 
-def _folder_with_two_checkpoints(base, seed):
-    """A reference-layout ResNet-18 (width 4) folder whose chk/ holds ``chk_end`` and a
-    different ``chk_alt``; returns (folder, {name: canonical weights})."""
-    folder = base / f"run{seed}"
-    weights = {"chk_end": write_vkd_folder(folder, "resnet18", NUM_IDS, width=4, seed=seed)}
-    other = base / f"other{seed}"
-    weights["chk_alt"] = write_vkd_folder(other, "resnet18", NUM_IDS, width=4, seed=seed + 100)
-    shutil.copy(other / "chk" / "chk_end", folder / "chk" / "chk_alt")
-    return folder, weights
-
-
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    """Two reference-layout folders (teacher, student) with two checkpoints each, and a
-    --pretrain file (torchvision layout) with its weights."""
-    base = tmp_path_factory.mktemp("folders")
-    teacher, t_weights = _folder_with_two_checkpoints(base, 0)
-    student, s_weights = _folder_with_two_checkpoints(base, 1)
-    pretrain = base / "imagenet.safetensors"
-    return SimpleNamespace(teacher=teacher, t=t_weights, student=student, s=s_weights, pretrain=pretrain,
-                           imagenet=imagenet_file(pretrain))
-
-
-def _build(argv):
-    """train.py ``argv`` up to the recipe's build: returns (run, cfg, B) of the run the loop
-    would train, seeded as the loop seeds it; nothing is trained or written."""
-    built = {}
-
-    def build_only(cfg, B, build, echo=print, structure_keys=()):
-        loop.setup_backend(B, cfg)
-        built.update(run=build(cfg, B, RunLog(None)), cfg=cfg, B=B)
-        return {"best": 0.0, "best_epoch": 0, "files": ""}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(loop, "fit", build_only)
-        assert train_cli.main(argv) == 0
-    return SimpleNamespace(**built)
+    return flag_test_folders(tmp_path_factory.mktemp("folders"))
 
 
 def _state(b, model):
     return b.B.weights.state_to_numpy(model)
-
-
-def _same(expected, got, keys=None):
-    keys = sorted(expected) if keys is None else keys
-    assert keys and set(keys) <= set(got)
-    for k in keys:
-        np.testing.assert_array_equal(expected[k], got[k], err_msg=k)
 
 
 def _records(run):
@@ -245,201 +204,6 @@ def test_reinit_l3_is_refused(mars_root, folders, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--reinit_l3" in err[0] and "reinit_layers" in err[0], err
     assert not (tmp_path / "logs").exists()
-
-
-# ---------------------------------------------------------------- the training data
-
-def test_p_k_and_num_train_images_shape_the_training_batches(mars_root, tmp_path):
-    """--p 3 --k 2 --num_train_images 5: batches of 3 identities x 2 tracklets (identity-major)
-    x 5 frames."""
-    b = _build(teacher_argv(mars_root, tmp_path, extra=["--p", "3", "--k", "2", "--num_train_images", "5"]))
-    batches = list(b.run.batches(0))
-    assert len(batches) == 2
-    for frames, pids, _ in batches:
-        assert frames.shape == (6, 5, 3, 32, 16)
-        by_id = pids.reshape(3, 2)
-        assert (by_id == by_id[:, :1]).all() and len(set(by_id[:, 0])) == 3
-
-
-def test_num_student_images_picks_the_students_views(mars_root, folders, tmp_path):
-    """--num_train_images 5 --num_student_images 3: the teacher sees 5 views, the student 3
-    distinct ones of the same augmented frames."""
-    b = _build(_student_argv(mars_root, folders, tmp_path, "--num_train_images", "5", "--num_student_images", "3"))
-    seen = []
-
-    class Recorder:
-        def train_step(self, frames, student_frames, pids):
-            seen.append((frames, student_frames))
-            return {}
-    b.run.trainer = Recorder()
-    batch = next(iter(b.run.batches(0)))
-    b.run.train_step(batch)
-    frames, idx = batch[0], batch[3]
-    assert frames.shape[1] == 5 and idx.shape == (8, 3)
-    assert all(len(set(row)) == 3 and set(row) <= set(range(5)) for row in idx.tolist())
-    teacher_in, student_in = seen[0]
-    assert teacher_in is frames and student_in.shape == (8, 3) + frames.shape[2:]
-    for i in range(8):
-        np.testing.assert_array_equal(student_in[i], frames[i, idx[i]])
-
-
-def _frames_read(b, mp):
-    """The frame files the recipe's training loader reads for batch 0 of epoch 0, as
-    (record index, position in the tracklet) per sample and view."""
-    where = {path: (r, n) for r, rec in enumerate(b.run.loader.records) for n, path in enumerate(rec.path)}
-    paths = []
-    read = video_data.read_image
-
-    def spy(path, *args, **kwargs):
-        paths.append(path)
-        return read(path, *args, **kwargs)
-    mp.setattr(video_data, "read_image", spy)
-    batch = next(iter(b.run.batches(0)))
-    n = batch[0].shape[1]
-    return batch[1], [[where[p] for p in paths[i:i + n]] for i in range(0, len(paths), n)]
-
-
-@pytest.mark.parametrize("strategy", ["chunk", "temporal", "random", "multiview"])
-def test_train_strategy_chooses_the_frames_of_each_sample(strategy, mars_root, tmp_path):
-    """VKD data/temporal_transforms.py: chunk = one random frame of each of N chunks,
-    temporal = the first frame of each chunk, random = N frames anywhere (not a chunk crop),
-    multiview = frames of the identity's different tracklets (VKD's distillation views)."""
-    b = _build(teacher_argv(mars_root, tmp_path, extra=["--train_strategy", strategy]))
-    records = b.run.loader.records
-    with pytest.MonkeyPatch.context() as mp:
-        pids, samples = _frames_read(b, mp)
-    assert len(samples) == 8
-    in_chunks, is_temporal = [], []
-    for pid, views in zip(pids, samples):
-        tracklets = {r for r, _ in views}
-        assert {records[r].pid for r in tracklets} == {pid}
-        if strategy == "multiview":
-            assert tracklets == {r for r, rec in enumerate(records) if rec.pid == pid}
-            continue
-        assert len(tracklets) == 1
-        frames, positions = len(records[views[0][0]].path), [n for _, n in views]
-        table = chunks(frames, 4)
-        in_chunks.append(all(p in table[i] for i, p in enumerate(positions)))
-        is_temporal.append(positions == test_chunk_crop(frames, 4))
-    if strategy == "chunk":
-        assert all(in_chunks) and not all(is_temporal)
-    elif strategy == "temporal":
-        assert all(is_temporal)
-    elif strategy == "random":
-        assert not all(in_chunks)
-
-
-def _erased_rectangles(frames):
-    """Per frame: the (height, width) of the all-zero rectangle random erasing wrote, or None.
-    Normalised pixels are never 0 in all three channels otherwise."""
-    out = []
-    for img in frames.reshape(-1, *frames.shape[2:]):
-        zero = (img == 0).all(axis=0)
-        if not zero.any():
-            out.append(None)
-            continue
-        rows, cols = np.flatnonzero(zero.any(axis=1)), np.flatnonzero(zero.any(axis=0))
-        box = zero[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-        assert box.all(), "the zero pixels do not form a rectangle"
-        out.append(box.shape)
-    return out
-
-
-@pytest.mark.parametrize("erasing", [True, False])
-def test_use_random_erasing_erases_rectangles_in_training_frames(erasing, mars_root, tmp_path):
-    """--use_random_erasing True: about half the training frames (p 0.5) hold one zero
-    rectangle of 2-40 % of the frame; False: none."""
-    b = _build(teacher_argv(mars_root, tmp_path, extra=["--use_random_erasing", str(erasing)]))
-    boxes = [box for batch in b.run.batches(0) for box in _erased_rectangles(batch[0])]
-    erased = [box for box in boxes if box is not None]
-    assert len(boxes) == 64
-    if not erasing:
-        assert erased == []
-        return
-    assert 0.25 * len(boxes) <= len(erased) <= 0.75 * len(boxes)
-    for h, w in erased:
-        assert 0.02 * 32 * 16 * 0.5 <= h * w <= 0.4 * 32 * 16 * 1.5, (h, w)
-
-
-# ---------------------------------------------------------------- evaluation
-
-def _spy_evaluation(mp, B):
-    """Record (clip shape, batch size) of every feature extraction and the worker count of
-    every loader the recipe asks the backend for."""
-    calls = {"extract": [], "workers": []}
-    extract, make_loader = B.vkd.extract, B.data.make_loader
-
-    def spy_extract(model, frames, batch_size=32):
-        calls["extract"].append((frames.shape, batch_size))
-        return extract(model, frames, batch_size)
-
-    def spy_loader(source, epoch, workers=0, *args, **kwargs):
-        calls["workers"].append(workers)
-        return make_loader(source, epoch, workers, *args, **kwargs)
-    mp.setattr(B.vkd, "extract", spy_extract)
-    mp.setattr(B.data, "make_loader", spy_loader)
-    return calls
-
-
-def _evaluate(entry, mars_root, folders, tmp_path, capsys, extra):
-    """Rows and recorded calls of an evaluation through train.py (the run's evaluate) or
-    test.py (eval.py's form, the reference folder's chk_end)."""
-    B = backends.get("torch")
-    with pytest.MonkeyPatch.context() as mp:
-        calls = _spy_evaluation(mp, B)
-        if entry == "train":
-            b = _build(teacher_argv(mars_root, tmp_path, extra=extra))
-            list(b.run.batches(0))
-            rows = [[r["setting"]] + [f"{r[c]:.2f}" for c in ("R1", "R10", "R20", "mAP", "mINP")]
-                    for r in b.run.evaluate()]
-        else:
-            capsys.readouterr()
-            assert test_cli.main(["--method", "vkd", "mars", str(folders.teacher), "--data-path", str(mars_root),
-                                  "--backend", "torch", "--set", "model.width=4", "--set", "data.height=32",
-                                  "--set", "data.width=16", *extra]) == 0
-            rows = [line.split() for line in capsys.readouterr().out.strip().splitlines()[-2:]]
-    return rows, calls
-
-
-@pytest.mark.parametrize("entry", ["train", "test"])
-def test_evaluation_flags_set_clip_length_batch_sizes_and_workers(entry, mars_root, folders, tmp_path, capsys):
-    """--num_test_images 3: video clips of 3 frames (image sides: 1); --test_batch 3 and
-    --img_test_batch 5: the clips per forward pass of the video and image sides; -j 2: the
-    worker processes of every loader (training batches too). The table is the one of the
-    default batch sizes and workers."""
-    base = ["--num_test_images", "3", "--set", "data.test_batch=64", "--img_test_batch", "512", "-j", "0"]
-    expected, plain = _evaluate(entry, mars_root, folders, tmp_path / "a", capsys, base)
-    rows, calls = _evaluate(entry, mars_root, folders, tmp_path / "b", capsys,
-                            base + ["--test_batch", "3", "--img_test_batch", "5", "-j", "2"])
-    assert rows == expected and [r[0] for r in rows] == ["I2V", "V2V"]
-    assert set(plain["workers"]) == {0} and calls["workers"] and set(calls["workers"]) == {2}
-    views = {shape[1] for shape, _ in calls["extract"]}
-    assert views == {1, 3}
-    for shape, batch_size in calls["extract"]:
-        assert batch_size == (3 if shape[1] == 3 else 5)
-        assert shape[0] <= batch_size
-    assert max(s[0] for s, _ in calls["extract"] if s[1] == 3) == 3
-    assert max(s[0] for s, _ in calls["extract"] if s[1] == 1) == 5
-
-
-def test_trinet_chk_name_picks_the_evaluated_checkpoint(mars_root, folders, capsys):
-    """test.py DATASET FOLDER --trinet_chk_name NAME (VKD eval.py) evaluates chk/NAME."""
-    loaded = {}
-    load = vkd_recipe.load_for_test
-
-    def spy(B, model, path, cfg):
-        load(B, model, path, cfg)
-        loaded[path] = B.weights.state_to_numpy(model)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(vkd_recipe, "load_for_test", spy)
-        for name in ("chk_alt", "chk_end"):
-            assert test_cli.main(["--method", "vkd", "mars", str(folders.teacher), "--trinet_chk_name", name,
-                                  "--data-path", str(mars_root), "--backend", "torch", "--num_test_images", "2",
-                                  "--set", "model.width=4", "--set", "data.height=32", "--set", "data.width=16"]) == 0
-    capsys.readouterr()
-    assert sorted(loaded) == [str(folders.teacher / "chk" / n) for n in ("chk_alt", "chk_end")]
-    for name in ("chk_alt", "chk_end"):
-        _same(folders.t[name], loaded[str(folders.teacher / "chk" / name)])
 
 
 # ---------------------------------------------------------------- the student's loss
