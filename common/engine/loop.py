@@ -98,6 +98,11 @@ class MethodRun:
         """Whether to evaluate after ``epoch`` besides the ``train.eval_every`` cadence."""
         return False
 
+    def stage_epoch(self, epoch: int) -> int:
+        """``epoch`` counted from the start of its training stage: the ``train.eval_every``
+        cadence counts these (a distillation generation restarts the count)."""
+        return epoch
+
     def on_resume(self, extra: dict) -> None:
         """Called after the resume checkpoint was loaded into model and optimizer."""
 
@@ -247,7 +252,7 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
                 log.line(f"epoch {epoch} lr {max(lrs):.2e} " + " ".join(f"{k} {v:.4f}" for k, v in means.items())
                          + f" ({secs:.1f}s)")
                 entry = {"epoch": epoch, "lrs": lrs, "seconds": secs, **means}
-                if (epoch + 1) % t["eval_every"] == 0 or epoch + 1 == epochs or run.eval_due(epoch):
+                if (run.stage_epoch(epoch) + 1) % t["eval_every"] == 0 or epoch + 1 == epochs or run.eval_due(epoch):
                     rows = run.evaluate()
                     log.line("\n" + format_table(rows, run.columns))
                     entry["eval"] = rows

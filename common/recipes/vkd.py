@@ -48,8 +48,8 @@ KEYS = {
     "train_strategy": Key("chunk", "frame selection: chunk (teacher), multiview (student) or temporal",
                           choices=("chunk", "multiview", "temporal", "random")),
     "use_random_erasing": Key(True, "random erasing p 0.5 per frame"),
-    "pretrained": Key(True, "start from ImageNet weights (VKD --pretrained; the file comes from "
-                            "--pretrain, which cannot be downloaded here)"),
+    "pretrained": Key(True, "teacher: start from ImageNet weights (VKD --pretrained; the file comes from "
+                            "--pretrain, which cannot be downloaded here; False: --pretrain is not loaded)"),
     "first_milestone": Key(200, "first MultiStepLR milestone (VKD --first_milestone)", lo=0),
     "step_milestone": Key(50, "spacing of the following milestones (VKD --step_milestone)", lo=1),
     "metric": Key("euclidean", "VKD --metric (recorded; VKD's evaluator always uses the cosine distance)",
@@ -72,7 +72,7 @@ KEYS = {
     "logits_dist": Key("kl", "student: kl (tau^2 KL) or mse between logits", choices=("kl", "mse")),
     "reinit_l4": Key(True, "student: reset layer4 / denseblock4 to ImageNet and the classifier"),
     "reinit_l3": Key(False, "student: reset layer3 too (VKD raises; refused)"),
-    "set_determinism": Key(False, "VKD --set_determinism (cuDNN determinism; no effect on CPU)"),
+    "set_determinism": Key(False, "VKD --set_determinism (recorded: torch runs always use deterministic cuDNN)"),
     "verbose": Key(True, "VKD --verbose (accepted; the log is always written)"),
     "print_epoch_interval": Key(5, "VKD --print_epoch_interval (accepted; every epoch is logged)", lo=1),
 }
@@ -284,10 +284,17 @@ def _optimizer(cfg, B, model, lr):
 
 
 def _pretrain_or_warn(cfg, B, model, log):
+    """VKD ``--pretrained`` (model/net.py ``Backbone(pretrained=...)``): True starts the teacher's
+    backbone from the ImageNet file ``--pretrain``; False builds it without ImageNet weights,
+    so a ``--pretrain`` file is then not loaded (a note says so)."""
     v, m = cfg["vkd"], cfg["model"]
-    if m["pretrain"]:
+    if not v["pretrained"]:
+        if m["pretrain"]:
+            log.line(f"note: --pretrained False: '{m['pretrain']}' is not loaded (VKD builds the backbone "
+                     "without ImageNet weights)")
+    elif m["pretrain"]:
         B.weights.load_backbone_pretrained(model, m["pretrain"], arch=m["arch"])
-    elif v["pretrained"]:
+    else:
         log.line(f"warning: VKD starts {m['arch']} from ImageNet weights, which cannot be downloaded here; pass "
                  "--pretrain FILE (torchvision layout). Training from scratch (zero-initialised residual BN)")
 
