@@ -47,6 +47,8 @@ SEED_FLAGS = (
 )
 OVERWRITE = Flag(("--overwrite",), "train.overwrite", "store_true",
                  "allow a fresh run in a run folder that already holds results")
+TENSORBOARD = Flag(("--tensorboard",), "train.tensorboard", "store_true",
+                   "write TensorBoard scalars (losses, learning rates, evaluation) to <run>/tensorboard/")
 
 
 def all_flags(extra: Sequence[Flag] = ()) -> Dict[str, Flag]:
