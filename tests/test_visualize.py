@@ -102,6 +102,17 @@ def test_overwrite_removes_the_previous_tensorboard_folder(tmp_path):
     assert not old.exists()
 
 
+def test_a_missing_viz_package_is_one_line_naming_the_extra(monkeypatch, tmp_path):
+    from common.engine.board import ScalarBoard
+    from common.optional import MissingDependency
+    for module, call in (("tensorboardX", lambda: ScalarBoard(str(tmp_path))),
+                         ("matplotlib", lambda: plots.draw_cmc([], str(tmp_path / "c.png")))):
+        monkeypatch.setitem(sys.modules, module, None)
+        with pytest.raises(MissingDependency, match=rf"needs the '{module}' package.*reid-kd\[viz\]"):
+            call()
+    assert not os.listdir(tmp_path)
+
+
 # ---------------------------------------------------------------- CMC in the evaluation rows
 
 def test_evaluation_rows_keep_the_cmc_curve_and_tables_do_not_print_it():

@@ -1,7 +1,7 @@
 """Pictures of checkpoints and runs.
 
     python -m tools.visualize ranked CKPT --data-path DIR [--dataset D] [--topk 10]
-        [--queries 8 | --query-ids PID ...] [--setting S] [--grid] [--out DIR] [--backend B]
+        [--queries 8 | --query-ids PID ...] [--setting S] [--grid] [--tile H W] [--out DIR] [--backend B]
     python -m tools.visualize cmc RUN [RUN ...] --out FILE.png [--labels L ...] [--setting S] [--epoch N]
     python -m tools.visualize curves RUN [RUN ...] --out FILE.png [--labels L ...]
 

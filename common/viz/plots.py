@@ -151,7 +151,9 @@ def draw_cmc(curves: Sequence[Curve], out: str, title: str = "CMC"):
     for c in curves:
         ax.plot(c.x, c.y, marker="o", markersize=3, label=c.label)
     ax.set(xlabel="rank", ylabel="matching rate (%)", title=title, ylim=(0, 100.5))
-    ax.set_xlim(1, max(len(c.x) for c in curves))
+    last = max(len(c.x) for c in curves)
+    ax.set_xlim(1, last)
+    ax.set_xticks([1] + list(range(5, last + 1, 5)))
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     _save(fig, out)
