@@ -13,6 +13,7 @@ of the other framework is converted first (``python -m tools.convert_weights``);
 """
 import os
 import sys
+from typing import NamedTuple
 
 from common.cli import Flag, SEED_FLAGS, build_parser, config_from_args, print_config, run_main
 
@@ -51,66 +52,94 @@ def make_parser():
     return parser
 
 
+class Resolved(NamedTuple):
+    """What a checkpoint on a command line resolves to (:func:`resolve`)."""
+    cfg: dict          # the checkpoint's configuration with the allowed command-line changes
+    B: object          # the backend module
+    recipe: object     # the method's recipe module
+    num_classes: int
+    path: str          # the checkpoint file (a VKD run folder resolves to its checkpoint)
+
+
+def resolve(args, flags=None) -> Resolved:
+    """The configuration, backend, recipe and checkpoint of a test.py-style command line
+    (``args`` parsed with ``flags``, default :data:`TEST_FLAGS`): the checkpoint's stored
+    configuration is the bottom layer, and only what evaluation may change can change.
+    Prints a note for a checkpoint of the original MVD code. Used by test.py and by
+    ``tools/visualize.py ranked``."""
+    import backends
+    from common import mvd_import, recipes
+    from common.config import load_yaml, validate
+    from common.errors import ConfigError, ReidError
+    flags = TEST_FLAGS if flags is None else flags
+    probe = config_from_args(args, flags)
+    path = probe["train"]["resume"]
+    if not path:
+        raise ReidError("no checkpoint given: pass --resume PATH (a .pth, .ckpt or .safetensors file, or a "
+                        "VKD run folder)")
+    B = backends.get(probe["runtime"]["backend"])
+    recipe = recipes.get(probe["method"]["name"])
+    stored, imported = None, False
+    if os.path.isdir(path) and hasattr(recipe, "test_checkpoint"):
+        path, stored = recipe.test_checkpoint(probe)
+    extra = recipe.read_extra(path) if hasattr(recipe, "read_extra") else B.checkpoint.read_extra(path)
+    if extra.get("imported_from") == mvd_import.IMPORTED_FROM:
+        stored, imported = validate(load_yaml(os.path.join(recipes.CONFIG_DIR, mvd_import.CONFIG_FILE))), True
+        print(f"note: '{path}' is a checkpoint of the original MVD code: evaluated as configs/"
+              f"{mvd_import.CONFIG_FILE} (with your --config/--set/flags, which describe its network)")
+    elif "config" in extra and "num_classes" in extra:
+        stored = validate(extra["config"])
+    elif stored is None:
+        raise ReidError(f"'{path}' carries no reid-kd configuration; expected a checkpoint written by train.py, "
+                        "one of the original MVD code (checkpoint.pth.tar) or a VKD run folder")
+    num_classes = int(extra.get("num_classes") or stored["num_classes"])
+    stored.pop("num_classes", None)
+    asked = recipes.TEST_ALIASES.get(args.method, args.method) if args.method else None
+    if asked and recipes.get(asked) is not recipes.get(stored["method"]["name"]):
+        raise ConfigError(f"'{path}' holds a {stored['method']['name']!r} model, not {args.method!r}")
+    cfg = config_from_args(args, flags, base=stored)
+    cfg["train"]["resume"] = path
+    recipe = recipes.get(cfg["method"]["name"])
+    allowed = COMMON_TEST_KEYS + tuple(recipe.TEST_KEYS)
+    # an imported checkpoint stores no configuration: the command line describes its network
+    bad = [] if imported else [k for k in _changed_keys(stored, cfg) if not _allowed(k, allowed)]
+    if bad:
+        raise ConfigError(f"test.py cannot change {', '.join(bad)} (it shapes the trained model); "
+                          f"evaluation may change {', '.join(allowed)}")
+    return Resolved(cfg, B, recipe, num_classes, path)
+
+
+def load_model(r: Resolved):
+    """(model with the checkpoint's weights, evaluate() -> rows): the backend set up from the
+    configuration, the recipe's ``build_for_test`` network, the weights of ``r.path``."""
+    from common.engine.loop import setup_backend
+    from common.errors import ReidError
+    if not r.cfg["data"]["data_path"]:
+        raise ReidError("no dataset given: pass --data-path DIR")
+    setup_backend(r.B, r.cfg)
+    model, evaluate = r.recipe.build_for_test(r.cfg, r.B, r.num_classes)
+    if hasattr(r.recipe, "load_for_test"):
+        r.recipe.load_for_test(r.B, model, r.path, r.cfg)
+    else:
+        r.B.checkpoint.load_checkpoint(r.path, model)
+    return model, evaluate
+
+
 def main(argv=None) -> int:
     args = make_parser().parse_intermixed_args(argv)
 
     def go():
-        import backends
-        from common import mvd_import, recipes
-        from common.config import load_yaml, validate
-        from common.engine.loop import setup_backend
-        from common.errors import ConfigError, ReidError
         from common.report import format_table
-        probe = config_from_args(args, TEST_FLAGS)
-        path = probe["train"]["resume"]
-        if not path:
-            raise ReidError("no checkpoint given: pass --resume PATH (a .pth, .ckpt or .safetensors file, or a "
-                            "VKD run folder)")
-        B = backends.get(probe["runtime"]["backend"])
-        recipe = recipes.get(probe["method"]["name"])
-        stored, imported = None, False
-        if os.path.isdir(path) and hasattr(recipe, "test_checkpoint"):
-            path, stored = recipe.test_checkpoint(probe)
-        extra = recipe.read_extra(path) if hasattr(recipe, "read_extra") else B.checkpoint.read_extra(path)
-        if extra.get("imported_from") == mvd_import.IMPORTED_FROM:
-            stored, imported = validate(load_yaml(os.path.join(recipes.CONFIG_DIR, mvd_import.CONFIG_FILE))), True
-            print(f"note: '{path}' is a checkpoint of the original MVD code: evaluated as configs/"
-                  f"{mvd_import.CONFIG_FILE} (with your --config/--set/flags, which describe its network)")
-        elif "config" in extra and "num_classes" in extra:
-            stored = validate(extra["config"])
-        elif stored is None:
-            raise ReidError(f"'{path}' carries no reid-kd configuration; expected a checkpoint written by train.py, "
-                            "one of the original MVD code (checkpoint.pth.tar) or a VKD run folder")
-        num_classes = int(extra.get("num_classes") or stored["num_classes"])
-        stored.pop("num_classes", None)
-        asked = recipes.TEST_ALIASES.get(args.method, args.method) if args.method else None
-        if asked and recipes.get(asked) is not recipes.get(stored["method"]["name"]):
-            raise ConfigError(f"'{path}' holds a {stored['method']['name']!r} model, not {args.method!r}")
-        cfg = config_from_args(args, TEST_FLAGS, base=stored)
-        cfg["train"]["resume"] = path
-        recipe = recipes.get(cfg["method"]["name"])
-        allowed = COMMON_TEST_KEYS + tuple(recipe.TEST_KEYS)
-        # an imported checkpoint stores no configuration: the command line describes its network
-        bad = [] if imported else [k for k in _changed_keys(stored, cfg) if not _allowed(k, allowed)]
-        if bad:
-            raise ConfigError(f"test.py cannot change {', '.join(bad)} (it shapes the trained model); "
-                              f"evaluation may change {', '.join(allowed)}")
+        r = resolve(args)
         if args.print_config:
-            print_config(cfg)
+            print_config(r.cfg)
             return 0
-        if not cfg["data"]["data_path"]:
-            raise ReidError("no dataset given: pass --data-path DIR")
-        setup_backend(B, cfg)
-        model, evaluate = recipe.build_for_test(cfg, B, num_classes)
-        if hasattr(recipe, "load_for_test"):
-            recipe.load_for_test(B, model, path, cfg)
-        else:
-            B.checkpoint.load_checkpoint(path, model)
+        _, evaluate = load_model(r)
         rows = evaluate()
         if not args.per_trial:
-            rows = [r for r in rows if "/" not in r["setting"]]
-        print(f"{cfg['data']['dataset']} with {B.name}, checkpoint {path}")
-        print(format_table(rows, recipe.COLUMNS))
+            rows = [row for row in rows if "/" not in row["setting"]]
+        print(f"{r.cfg['data']['dataset']} with {r.B.name}, checkpoint {r.path}")
+        print(format_table(rows, r.recipe.COLUMNS))
         return 0
 
     return run_main(go)
