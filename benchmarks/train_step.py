@@ -8,8 +8,16 @@ real inputs (visible on the 2B images, infrared on their grey copies, shared on 
 backbone passes of 2B images); ratio = step / bare (target below 1.3). Then the data pipeline
 (sampler + train transforms) in images per second against the model's consumption rate.
 
-    python benchmarks/train_step.py [--method mvd] [--backends torch,mindspore] [--arch resnet50]
-                                    [--height 288 --width-px 144] [--batch-ids 8 --pos 4] [--quick]
+``--method kd-reid`` (configs/kdreid_kd.yaml, batch alternation): ``step`` = one batch of the
+batch engine, i.e. T student steps (one per teacher: the student on the source and the target
+batch, teacher t without gradient on its target batch, the relation-KD loss, backward, SGD);
+``bare`` = the sum, over the T teachers, of teacher t's no-grad forward on its target batch and
+the student's forward on the source batch plus forward and backward on the target batch (the
+network work the step cannot avoid); ratio = step / bare. OSNet x0_25 student, ``--teachers``
+ResNet-50 teachers (width ``--width``, 2048-d embeddings), P x K images per batch.
+
+    python benchmarks/train_step.py [--method mvd|kd-reid] [--backends torch,mindspore] [--arch resnet50]
+                                    [--height 288 --width-px 144] [--batch-ids 8 --pos 4] [--teachers 3] [--quick]
 """
 import argparse
 import os
@@ -85,9 +93,53 @@ def bench_pipeline(a, n_batches):
     return count / (time.perf_counter() - t0)
 
 
+def bench_kd(name, a, src, pids, targets):
+    """(step seconds, bare seconds) of one batch-engine batch of ``kd-reid`` with ``name``."""
+    import backends
+    B = backends.get(name)
+    B.device.set_mode(a.ms_mode)
+    B.device.select_device(a.device_target, 0)
+    B.device.set_seed(0)
+    fc = 16 if a.quick else 2048
+    student_kw = dict(fc_dim=fc, channels=(8, 64, 64, 64), blocks=(1, 1, 1)) if a.quick else dict(fc_dim=fc)
+    student = B.kdreid.build_net("osnet_x0_25", 16, **student_kw)
+    teachers = [B.kdreid.build_net("resnet50", 16, fc_dim=fc, width=a.width) for _ in targets]
+    settings = dict(label_smooth=0.1, margin=0.3, P=a.batch_ids, K=a.pos, global_source_grad=True, lkdt_weight=1.0,
+                    lkds_weight=0.0, lda_weight=0.0, target_alt="batch", student_source_forward=True)
+    optimizer = B.optim.build_optimizer(student, "sgd", 0.01, 5e-4, 0.9, backbone_modules=())
+    trainer = B.kdreid.KDTrainer(student, teachers, optimizer, settings, a.ms_mode)
+
+    def step():
+        for t, tgt in enumerate(targets):
+            trainer.train_step(src, pids, tgt, t)
+
+    def bare():
+        for teacher, tgt in zip(teachers, targets):
+            B.bench.forward_no_grad(teacher, tgt, a.ms_mode)
+            B.bench.forward_no_grad(student, src, a.ms_mode)
+            B.bench.forward_backward(student, tgt, a.ms_mode, output=1)
+    return timed(step, a.repeats), timed(bare, a.repeats)
+
+
+def main_kd(a):
+    bsz = a.batch_ids * a.pos
+    rng = np.random.default_rng(0)
+    src = rng.standard_normal((bsz, 3, a.height, a.width_px)).astype(np.float32)
+    targets = [rng.standard_normal((bsz, 3, a.height, a.width_px)).astype(np.float32) for _ in range(a.teachers)]
+    pids = np.repeat(np.arange(a.batch_ids), a.pos).astype(np.int64)
+    print(f"KD-REID batch engine: osnet_x0_25 student, {a.teachers} resnet50 teachers (width {a.width}), "
+          f"{a.batch_ids} x {a.pos} images per batch at {a.height}x{a.width_px}, {a.device_target}")
+    rows = [(name, *bench_kd(name, a, src, pids, targets)) for name in a.backends.split(",")]
+    print(f"{'backend':<10} {'step_s':>8} {'bare_s':>8} {'ratio':>6} {'student_steps/s':>16}")
+    for name, step, bare in rows:
+        print(f"{name:<10} {step:8.4f} {bare:8.4f} {step / bare:6.3f} {a.teachers / step:16.2f}")
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--method", default="mvd", choices=("mvd",))
+    p.add_argument("--method", default="mvd", choices=("mvd", "kd-reid"))
+    p.add_argument("--teachers", type=int, default=3, help="kd-reid: teachers (targets) per batch")
     p.add_argument("--backends", default="torch,mindspore")
     p.add_argument("--arch", default="resnet50")
     p.add_argument("--width", type=int, default=64, help="backbone stem width (64 = the real model)")
@@ -103,6 +155,8 @@ def main(argv=None):
     if a.quick:
         a.arch, a.width = "resnet18", 8
         a.height, a.width_px, a.batch_ids, a.pos, a.repeats = 64, 32, 4, 2, 2
+    if a.method == "kd-reid":
+        return main_kd(a)
     bsz = a.batch_ids * a.pos
     rng = np.random.default_rng(0)
     rgb = rng.standard_normal((bsz, 3, a.height, a.width_px)).astype(np.float32)
