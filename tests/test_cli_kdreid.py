@@ -182,3 +182,26 @@ def test_bad_inputs_one_line_exit_2_nothing_written(torch_runs, logs, data, tmp_
     assert "cuhk03_new_protocol_config_labeled.mat" in err and "\n" not in err
     assert not (tmp_path / "cuhk").exists() and sorted(os.listdir(broken / "cuhk03")) == ["cuhk03_release"]
     assert {p: _digest(p) for p in teachers} == before  # the teachers' files are never written
+
+
+def test_pretrain_loads_imagenet_weights_by_name_and_warns_once_without(torch_runs, logs, data, tmp_path):
+    import torch
+    import backends
+    B = backends.get("torch")
+    assert open(logs / "src_r" / "train.log").read().count("starts from scratch") == 1  # warned once
+    # a torchvision-style file: the trunk's keys plus the 1000-class fc, which never loads
+    net = B.kdreid.build_net("resnet50", 4, fc_dim=16, width=8)
+    state = {k: v + 0.5 for k, v in net.state_dict().items() if k.startswith(("conv1", "bn1", "layer"))}
+    state.update({"fc.weight": torch.zeros(1000, 256), "fc.bias": torch.zeros(1000)})
+    path = tmp_path / "resnet50_imagenet.pth"
+    torch.save(state, path)
+    assert run("source", "pre", tmp_path, data, "-a", "resnet50", "--epochs", "1", "--pretrain", str(path),
+               "--set", "data.max_batches=1", "--set", f"train.log_dir={tmp_path}") == 0
+    text = open(tmp_path / "pre" / "train.log").read()
+    loaded = len([k for k in state if not k.endswith("num_batches_tracked")]) - 2
+    assert f"ImageNet weights {path} -> resnet50: loaded {loaded} keys, skipped 2" in text
+    assert "starts from scratch" not in text
+    torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "other.pth")
+    assert run("source", "pre2", tmp_path, data, "-a", "resnet50", "--pretrain", str(tmp_path / "other.pth"),
+               "--set", f"train.log_dir={tmp_path}") == 2
+    assert not (tmp_path / "pre2").exists()

@@ -46,7 +46,8 @@ DATASETS = kd_data.IMAGE_DATASETS
 KEYS = {
     "source": Key(["msmt17"], "-ds: source data set(s); source training sums several (torchreid), dmmd and "
                               "kd-reid take one", choices=DATASETS),
-    "targets": Key([], "-dt: target data sets (dmmd: blended into one; kd-reid: one teacher each)",
+    "targets": Key([], "-dt: target data sets (dmmd: blended into one; kd-reid: one teacher each; source: "
+                       "evaluated on instead of the source)",
                    choices=DATASETS),
     "arch": Key(RESNET_NAME, "-a: network of source / dmmd", choices=REID_MODEL_NAMES),
     "arch_student": Key(RESNET_NAME, "-as: kd-reid student (the reference's default; its README uses "
@@ -155,8 +156,11 @@ def arch_of(cfg: dict) -> str:
 
 
 def eval_names(cfg: dict) -> List[str]:
-    """The data sets a run evaluates on: the source(s) for ``source``, the targets otherwise."""
-    return list(cfg["kdreid"]["source"] if cfg["method"]["name"] == "source" else cfg["kdreid"]["targets"])
+    """The data sets a run evaluates on: the targets, or for ``source`` without targets the
+    source(s) (source_training.py tests on the source; test.py --set kdreid.targets=[...]
+    evaluates a source model on targets)."""
+    k = cfg["kdreid"]
+    return list(k["source"] if cfg["method"]["name"] == "source" and not k["targets"] else k["targets"])
 
 
 def finalize(cfg: dict) -> dict:

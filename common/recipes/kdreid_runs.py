@@ -54,6 +54,9 @@ class _Run(MethodRun):
         """(items, column names) of ``epoch``."""
         raise NotImplementedError
 
+    def planned_len(self, items) -> int:
+        return len(cut(items, self.cfg["data"]["max_batches"]))
+
     def batches(self, epoch):
         items, columns = self.plan(epoch)
         items = cut(items, self.cfg["data"]["max_batches"])
@@ -86,7 +89,7 @@ class SourceRun(_Run):
     def setup(self, arch, trainer, fix_trainer=None, fix_optimizer=None, fixbase=0):
         self.arch, self.trainer, self.fix_trainer = arch, trainer, fix_trainer
         self.main_optimizer, self.fix_optimizer, self.fixbase = self.optimizer, fix_optimizer, int(fixbase)
-        self._len = len(self.streams[0].perm(stream_key(0)))
+        self._len = self.planned_len(self.plan(0)[0])
         return self
 
     def plan(self, epoch):
@@ -106,7 +109,7 @@ class DMMDRun(_Run):
 
     def setup(self, arch, trainer):
         self.arch, self.trainer = arch, trainer
-        self._len = len(self.plan(0)[0])
+        self._len = self.planned_len(self.plan(0)[0])
         return self
 
     def plan(self, epoch):
@@ -134,7 +137,7 @@ class KDRun(_Run):
         self.T, k = len(self.targets), self.cfg["kdreid"]
         self.passes = self.T if k["target_alt"] == "batch" and k["sched_per_teacher"] else 1
         self.current_pass, self.orders = 0, {}
-        self._len = len(self.plan(0, measure=False)[0])
+        self._len = self.planned_len(self.plan(0, measure=False)[0])
         return self
 
     # ---- target order
