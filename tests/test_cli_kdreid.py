@@ -205,3 +205,22 @@ def test_pretrain_loads_imagenet_weights_by_name_and_warns_once_without(torch_ru
     assert run("source", "pre2", tmp_path, data, "-a", "resnet50", "--pretrain", str(tmp_path / "other.pth"),
                "--set", f"train.log_dir={tmp_path}") == 2
     assert not (tmp_path / "pre2").exists()
+
+
+@pytest.mark.slow
+def test_train_step_benchmark_kd_reid_quick():
+    """benchmarks/train_step.py --method kd-reid: both backends print a positive step, bare and
+    ratio = step / bare (up to the printed rounding)."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "benchmarks/train_step.py", "--method", "kd-reid", "--quick", "--ms-mode",
+                        "PYNATIVE", "--teachers", "2"], cwd=root, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.strip().splitlines()
+    assert lines[-3].split() == ["backend", "step_s", "bare_s", "ratio", "student_steps/s"]
+    for name, line in zip(("torch", "mindspore"), lines[-2:]):
+        fields = line.split()
+        step, bare, ratio, rate = map(float, fields[1:])
+        assert fields[0] == name and min(step, bare) > 0
+        assert ratio == pytest.approx(step / bare, abs=2e-3) and rate == pytest.approx(2 / step, abs=1e-2)
