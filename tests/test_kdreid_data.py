@@ -16,7 +16,7 @@ from common.errors import ConfigError, DatasetLayoutError
 from common.recipes import kdreid as recipe
 from common.recipes import kdreid_data as kd
 from common.recipes.kdreid_runs import KDRun
-from common.transforms import IMAGENET_MEAN, ImageTrain, normalize
+from common.transforms import IMAGENET_MEAN, ImageTrain
 
 
 def records(counts):
