@@ -8,6 +8,7 @@ from .engine import check_mode
 __all__ = ["forward_backward", "forward_no_grad", "sync"]
 
 _STEPS = {}
+_FORWARDS = {}
 
 
 def sync(device=None) -> None:
@@ -20,11 +21,11 @@ def sync(device=None) -> None:
 
 def forward_backward(module, x, ms_mode: str = "GRAPH", output=None) -> None:
     """Train-mode forward of ``module`` on ``x`` (NCHW) and the gradient of ``sum()`` of its
-    output (element ``output`` of a tuple output) w.r.t. its trainable parameters; returns
-    once the result is computed. The gradient function is built (and, in GRAPH mode,
-    compiled) once per module, mode and output."""
+    output (element ``output`` of a tuple output) w.r.t. its trainable parameters; returns once
+    the result is computed. The gradient function is built (and, in GRAPH mode, compiled) once
+    per module, mode and output."""
     module.set_train(True)
-    key = ("grad", id(module), check_mode(ms_mode), output)
+    key = (id(module), check_mode(ms_mode), output)
     cached = _STEPS.get(key)
     if cached is None or cached[0] is not module:
         def loss_fn(images):
@@ -38,17 +39,17 @@ def forward_backward(module, x, ms_mode: str = "GRAPH", output=None) -> None:
     grads[0].asnumpy()
 
 
-def forward_no_grad(module, x, ms_mode: str = "GRAPH", train: bool = True) -> None:
-    """Forward of ``module`` on ``x`` without gradient (train mode: batch-statistics BN, as a
-    distillation teacher); compiled once per module and mode in GRAPH mode."""
-    module.set_train(train)
-    key = ("fwd", id(module), check_mode(ms_mode), bool(train))
-    cached = _STEPS.get(key)
+def forward_no_grad(module, x, ms_mode: str = "GRAPH") -> None:
+    """Train-mode forward of ``module`` on ``x`` (NCHW) without gradients (VKD's frozen
+    teacher); compiled once per module in GRAPH mode; returns once the result is computed."""
+    module.set_train(True)
+    key = (id(module), check_mode(ms_mode))
+    cached = _FORWARDS.get(key)
     if cached is None or cached[0] is not module:
         def forward(images):
             return module(images)
         cached = (module, ms.jit(forward) if ms_mode == "GRAPH" else forward)
-        _STEPS[key] = cached
+        _FORWARDS[key] = cached
     x = x if isinstance(x, ms.Tensor) else ms.Tensor(np.asarray(x, dtype=np.float32))
     out = cached[1](x)
-    (out[0] if isinstance(out, tuple) else out).asnumpy()
+    (out[0] if isinstance(out, tuple) else out).asnumpy()  # a re-ID model returns (logits, embedding)

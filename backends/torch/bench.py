@@ -17,28 +17,27 @@ def sync(device=None) -> None:
         torch.cuda.synchronize(device)
 
 
-def _input(module, x):
-    device = model_device(module)
-    return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device) if not isinstance(x, torch.Tensor) else x
-
-
 def forward_backward(module: torch.nn.Module, x, ms_mode: str = "GRAPH", output=None) -> None:
     """Train-mode forward of ``module`` on ``x`` (NCHW) and the gradient of ``sum()`` of its
-    output (element ``output`` of a tuple output, e.g. 1 = the embedding of a re-ID model)
-    w.r.t. its parameters; returns once the device has finished. ``ms_mode`` is accepted for
+    output (element ``output`` of a tuple output, e.g. 1 = a re-ID model's embedding) w.r.t.
+    its parameters; returns once the device has finished. ``ms_mode`` is accepted for
     symmetry with the MindSpore kernel and ignored."""
     module.train()
-    x = _input(module, x)
+    device = model_device(module)
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32), device=device) if not isinstance(x, torch.Tensor) else x
     module.zero_grad(set_to_none=True)
     out = module(x)
     (out if output is None else out[output]).sum().backward()
-    sync(model_device(module))
+    sync(device)
 
 
-def forward_no_grad(module: torch.nn.Module, x, ms_mode: str = "GRAPH", train: bool = True) -> None:
-    """Forward of ``module`` on ``x`` without gradient (train mode: batch-statistics BN, as a
-    distillation teacher); returns once the device has finished."""
-    module.train(train)
+def forward_no_grad(module: torch.nn.Module, x, ms_mode: str = "GRAPH") -> None:
+    """Train-mode forward of ``module`` on ``x`` (NCHW) without gradients (VKD's frozen
+    teacher in ``teacher_mode``); returns once the device has finished. ``ms_mode`` is
+    ignored (symmetry with the MindSpore kernel)."""
+    module.train()
+    device = model_device(module)
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32), device=device) if not isinstance(x, torch.Tensor) else x
     with torch.no_grad():
-        module(_input(module, x))
-    sync(model_device(module))
+        module(x)
+    sync(device)
