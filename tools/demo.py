@@ -6,8 +6,9 @@
   search side by side. Chance-level Rank-1 is 1/(number of test identities).
 * VKD (``tools/demo_vkd.py``): a teacher on synthetic MARS, then a student from it, per
   backend; I2V and V2V Rank-1 / mAP, teacher against student.
-* KD-REID (``tools/demo_kdreid.py``, when present): source training, one D-MMD teacher per
-  target, and the OSNet student distilled from them.
+* KD-REID (``tools/demo_kdreid.py``): synthetic Market-1501 -> DukeMTMC-reID + CUHK03 with a
+  domain shift; source training, one D-MMD teacher per target, and the OSNet x0_25 student
+  distilled from them.
 
 Every run goes through the command line's own path (``train.py``'s parser and
 ``common.engine.loop.fit``), so the demo trains exactly what ``train.py`` trains.
@@ -77,7 +78,8 @@ def demo_mvd(out: str, backend_names, ids: int, epochs=None) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="demo_data", help="working folder (datasets and logs)")
-    p.add_argument("--ids", type=int, default=32, help="identities per split in the synthetic sets")
+    p.add_argument("--ids", type=int, default=None,
+                   help="identities per split in the synthetic sets (default: 32 for MVD and VKD, 12 for KD-REID)")
     p.add_argument("--backends", default="torch,mindspore")
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, among {', '.join(METHODS)}")
     p.add_argument("--epochs", type=int, default=None, help="override every demo's epochs (quick checks)")
@@ -90,17 +92,13 @@ def main(argv=None) -> int:
     names = a.backends.split(",")
     t0 = time.time()
     if "mvd" in methods:
-        demo_mvd(a.out, names, a.ids, a.epochs)
+        demo_mvd(a.out, names, a.ids or 32, a.epochs)
     if "vkd" in methods:
         from tools.demo_vkd import demo_vkd
-        demo_vkd(a.out, names, a.ids, a.epochs)
+        demo_vkd(a.out, names, a.ids or 32, a.epochs)
     if "kd-reid" in methods:
-        try:
-            from tools.demo_kdreid import demo_kdreid
-        except ImportError:
-            demo_kdreid = None
-        if demo_kdreid is not None:
-            demo_kdreid(a.out, names, a.ids, a.epochs)
+        from tools.demo_kdreid import demo_kdreid
+        demo_kdreid(os.path.join(a.out, "kdreid"), names, a.ids or 12, a.epochs)
     print(f"\ndemo finished in {time.time() - t0:.0f}s")
     return 0
 
