@@ -107,7 +107,7 @@ def _config_of(path: str, method: Optional[str], overrides: Sequence[str]):
     """(path, configuration, num_classes) of a checkpoint file or VKD run folder."""
     from common import recipes
     from common.config import merge, parse_override, resolve, validate
-    method = recipes.TEST_ALIASES.get(method, method) if method else None
+    asked, method = method, recipes.TEST_ALIASES.get(method, method) if method else None
     hint = "; pass --method to describe it by the method's default configuration"
     base = None
     if method:
@@ -126,15 +126,28 @@ def _config_of(path: str, method: Optional[str], overrides: Sequence[str]):
         stored = base
     stored, num_classes, _ = stored_config(path, read_any_extra(path), stored, "" if method else hint)
     if method and recipes.get(method) is not recipes.get(stored["method"]["name"]):
-        raise ConfigError(f"'{path}' holds a {stored['method']['name']!r} model, not {method!r}")
+        raise ConfigError(f"'{path}' holds a {stored['method']['name']!r} model, not {asked!r}")
     cfg = stored
     for item in overrides:
         cfg = merge(cfg, parse_override(item))
     cfg = validate(cfg)
     check_test_changes(stored, cfg, "export")
-    if num_classes < 1:
-        raise CheckpointError(f"'{path}' does not say its number of classes (no num_classes in it)")
     return path, cfg, num_classes
+
+
+def infer_num_classes(B, cfg: dict, path: str) -> int:
+    """The number of classes of a checkpoint that does not store it: the size in which its
+    classifier tensors differ from those of the network of ``cfg`` built for one class."""
+    from common import recipes
+    from tools.convert_weights import read_weights
+    state = read_weights(path)[0]
+    one = B.weights.state_to_numpy(recipes.get(cfg["method"]["name"]).build_for_test(cfg, B, 1)[0])
+    sizes = {int(v.shape[d]) for k, v in state.items() if k in one and v.shape != one[k].shape
+             and v.ndim == one[k].ndim for d in range(v.ndim) if one[k].shape[d] == 1 and v.shape[d] != 1}
+    if len(sizes) != 1:
+        raise CheckpointError(f"cannot tell the number of classes of '{path}' (it stores none and its "
+                              "classifier does not fit the network of its configuration)")
+    return sizes.pop()
 
 
 def open_checkpoint(path: str, backend: Optional[str] = None, method: Optional[str] = None,
@@ -155,6 +168,8 @@ def open_checkpoint(path: str, backend: Optional[str] = None, method: Optional[s
     spec = test_input(cfg, modality)
     B.device.select_device(device, int(gpu))
     build_cfg = dict(cfg, data=dict(cfg["data"], data_path=cfg["data"]["data_path"] or NO_DATA))
+    if num_classes < 1:
+        num_classes = infer_num_classes(B, build_cfg, path)
     model = recipes.get(cfg["method"]["name"]).build_for_test(build_cfg, B, num_classes)[0]
     load_weights(B, model, path, cfg, any_format=True)
     return LoadedModel(B, model, cfg, num_classes, spec)
