@@ -56,16 +56,16 @@ def to_array(item, index: int = 0) -> np.ndarray:
 class FeatureExtractor:
     """``extractor(images) -> (N, D) float32`` (see the module docstring).
 
-    ``model``: a checkpoint (.pth, .ckpt, .safetensors; a VKD run folder with ``method``) or
+    ``path``: a checkpoint (.pth, .ckpt, .safetensors; a VKD run folder with ``method``) or
     an exported ``.onnx`` / ``.mindir``. ``backend``: the framework that runs a checkpoint
     (an exported file runs on its own runtime: ``None``, or 'onnxruntime' / 'mindspore').
     ``device``: 'cpu' or 'cuda[:N]'. ``modality``: MVD's feature (default visible; an
     exported file's is fixed). ``method`` and ``overrides`` describe a checkpoint as
     ``tools.export`` does."""
 
-    def __init__(self, model, backend: Optional[str] = None, device: str = "cpu", batch_size: int = 64,
+    def __init__(self, path, backend: Optional[str] = None, device: str = "cpu", batch_size: int = 64,
                  modality: Optional[str] = None, method: Optional[str] = None, overrides=()):
-        self.source = os.fspath(model)
+        self.source = os.fspath(path)
         if int(batch_size) < 1:
             raise ReidError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)

@@ -109,6 +109,26 @@ def test_vkd_checkpoint_features_are_one_frame_clips(backend, tmp_path):
     np.testing.assert_allclose(got, want, rtol=0, atol=EXTRACTOR_ATOL * max(1.0, float(np.abs(want).max())))
 
 
+def test_a_vkd_run_folder_of_the_reference_with_method_and_set(tmp_path):
+    """A run folder of aimagelab/VKD (no reid-kd configuration), as test.py takes it."""
+    pytest.importorskip("torch")
+    from tests.vkd_tiny import write_vkd_folder
+    folder = tmp_path / "run"
+    canonical = write_vkd_folder(str(folder), width=4)
+    sets = ["model.width=4", "data.height=32", "data.width=16"]
+    fx = FeatureExtractor(str(folder), method="vkd", overrides=sets)
+    assert fx.spec.method == "vkd-teacher" and (fx.spec.height, fx.spec.width) == (32, 16)
+    ckpt = str(tmp_path / "same.pth")
+    import backends
+    B = backends.get("torch")
+    cfg = et.tiny_config("vkd-teacher")
+    model = B.vkd.build_model(cfg, canonical["classifier.classifier.weight"].shape[0])
+    B.weights.load_numpy_state(model, canonical)
+    B.checkpoint.save_checkpoint(ckpt, model, extra={"config": cfg, "num_classes": 8})
+    images = _images(2, seed=3)
+    np.testing.assert_array_equal(fx(images), FeatureExtractor(ckpt)(images))
+
+
 @pytest.mark.slow
 def test_mindir_features_equal_the_recipes_evaluation():
     path = et.cached_export("mindir", "torch", "mvd", CONCAT, "infrared")
