@@ -131,6 +131,35 @@ def test_mvd_default_four_part_feature_exports(tmp_path, fmt):
     (_check_onnx if fmt == "onnx" else _check_mindir)(out, loaded, [(1, 3, 32, 16), (4, 3, 32, 16)])
 
 
+def test_mindir_padded_max_pools_in_sequential_cells_take_any_batch(tmp_path):
+    """A padded nn.MaxPool2d before BatchNorm (ResNet's stem; DenseNet's, inside a
+    SequentialCell) is replaced before export: MindSpore 2.8 cannot run it at a dynamic batch."""
+    ms = pytest.importorskip("mindspore")
+    from backends.mindspore.export import export_features
+
+    class Net(ms.nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.features = ms.nn.SequentialCell([
+                ms.nn.Conv2d(3, 4, 3, pad_mode="pad", padding=1),
+                ms.nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="pad", padding=1), ms.nn.BatchNorm2d(4)])
+
+        def construct(self, x):
+            return self.features(x)
+
+        def extract(self, x):
+            return ms.ops.mean(self.construct(x), (2, 3))
+
+    net = Net()
+    net.set_train(False)
+    x = {n: _inputs((n, 3, 16, 8), seed=n) for n in (1, 3)}
+    want = {n: net.extract(ms.Tensor(v)).asnumpy() for n, v in x.items()}
+    path = export_features(net, str(tmp_path / "pool.mindir"), (None, 3, 16, 8))
+    assert not any(isinstance(c, ms.nn.MaxPool2d) for c in net.features.cell_list)
+    for n in (1, 3):
+        np.testing.assert_allclose(_graph_cell(path)(x[n]), want[n], rtol=0, atol=EXPORT_MINDIR_ATOL)
+
+
 def test_a_checkpoint_without_configuration_is_described_by_method_and_set(tmp_path):
     bare = et.save_tiny_checkpoint(tmp_path, "torch", "mvd", extra={}, name="bare")
     loaded = open_checkpoint(bare, "torch", method="mvd", overrides=et.MVD_SETS)

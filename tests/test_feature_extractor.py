@@ -129,6 +129,22 @@ def test_a_vkd_run_folder_of_the_reference_with_method_and_set(tmp_path):
     np.testing.assert_array_equal(fx(images), FeatureExtractor(ckpt)(images))
 
 
+def test_a_checkpoint_of_the_original_mvd_code_is_described_by_set(tmp_path):
+    """As test.py: configs/mvd_original.yaml with --set describing the network."""
+    torch = pytest.importorskip("torch")
+    from test_mvd_import import SETS, original_state
+    path = str(tmp_path / "model_best.pth.tar")
+    torch.save({"model": original_state(), "epoch": 12}, path)
+    sets = [s for s in SETS[1::2] if "=" in s]
+    fx = FeatureExtractor(path, overrides=sets)
+    assert fx.spec.method == "mvd" and fx.spec.resize == "bilinear" and fx.spec.height == 32  # mvd_original.yaml
+    loaded = open_checkpoint(path, "torch", overrides=sets)
+    assert loaded.cfg["mvd"]["test_norm"] == "joint" and loaded.cfg["model"]["width"] == 4
+    images = _images(2, seed=4)
+    np.testing.assert_allclose(fx(images), _mvd_evaluation_features(loaded, images, "visible"), rtol=0,
+                               atol=EXTRACTOR_ATOL)
+
+
 @pytest.mark.slow
 def test_mindir_features_equal_the_recipes_evaluation():
     path = et.cached_export("mindir", "torch", "mvd", CONCAT, "infrared")

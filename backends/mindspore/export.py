@@ -5,6 +5,9 @@ dynamic batch (and frame) dimensions; mirrors backends/torch/export.py (which wr
 input description (``metadata``) goes to a sidecar ``<file>.json``
 (``common.exported.write_sidecar``): MindSpore 2.8 reads no user metadata back from MindIR.
 
+``model.extract`` is compiled in GRAPH mode, so it must follow GRAPH mode's rules (e.g. call
+``self.construct(x)``, not ``self(x)``).
+
 MindSpore 2.8 cannot run a dynamic-shape MindIR holding ``nn.MaxPool2d(pad_mode='pad')``
 followed by BatchNorm: the padded pool (a 3-D pool between ``unsqueeze``/``squeeze``) loses
 the rank, and BatchNorm's rank check then stays in the graph as a ``raise`` primitive that
@@ -55,9 +58,12 @@ class _FunctionalMaxPool2d(nn.Cell):
 
 def _replace_padded_pools(cell: nn.Cell) -> int:
     count = 0
-    for name, child in list(cell.name_cells().items()):
+    for index, (name, child) in enumerate(list(cell.name_cells().items())):
         if isinstance(child, nn.MaxPool2d) and getattr(child, "use_pad", False) and not child.return_indices:
-            setattr(cell, name, _FunctionalMaxPool2d(child))
+            if isinstance(cell, (nn.SequentialCell, nn.CellList)):
+                cell[index] = _FunctionalMaxPool2d(child)  # also updates the list construct iterates
+            else:
+                setattr(cell, name, _FunctionalMaxPool2d(child))
             count += 1
         else:
             count += _replace_padded_pools(child)
@@ -82,7 +88,8 @@ def export_features(model: nn.Cell, path: str, input_shape: Sequence[Optional[in
         try:
             ms.export(net, example, file_name=tmp, file_format="MINDIR")
         except (RuntimeError, ValueError, TypeError) as exc:
-            raise ReidError(f"MindIR export of the test feature failed: {str(exc).strip().splitlines()[0]}") \
+            raise ReidError(f"MindIR export of the test feature failed: {str(exc).strip().splitlines()[0]} "
+                            "(the model's extract must compile in GRAPH mode: call self.construct(x), not self(x))") \
                 from None
     write_sidecar(path, dict(metadata or {}))
     return path
@@ -100,5 +107,9 @@ def load_exported(path: str) -> Callable[[np.ndarray], np.ndarray]:
         raise ReidError(f"cannot read MindIR file '{path}': {str(exc).strip().splitlines()[0]}") from None
 
     def run(x: np.ndarray) -> np.ndarray:
-        return graph(ms.Tensor(np.ascontiguousarray(x, dtype=np.float32))).asnumpy()
+        try:
+            return graph(ms.Tensor(np.ascontiguousarray(x, dtype=np.float32))).asnumpy()
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise ReidError(f"running MindIR file '{path}' on input {tuple(np.shape(x))} failed: "
+                            f"{str(exc).strip().splitlines()[0]}") from None
     return run
