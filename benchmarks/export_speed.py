@@ -98,7 +98,9 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads of both runtimes")
     p.add_argument("--repeats", type=int, default=12, help="timed calls at batch 1 (a quarter at batch 32)")
     args = p.parse_args(argv)
-    import onnxruntime
+    from common.optional import require
+    onnxruntime = require("onnxruntime", "benchmarks/export_speed.py")
+    require("onnxscript", "benchmarks/export_speed.py")
     import torch
     cfg, export_s, rows = run(args.quick, max(1, args.threads), max(1, args.repeats))
     m, d = cfg["model"], cfg["data"]

@@ -1,5 +1,6 @@
-"""Export a checkpoint's test feature (what the method's ``extract`` computes for one batch
-of transformed images) as ONNX or MindIR:
+"""Export a checkpoint's test feature as ONNX or MindIR.
+
+The graph computes what the method's ``extract`` computes for one batch of transformed images:
 
     python -m tools.export CKPT --format onnx --out model.onnx [--modality visible|infrared]
     python -m tools.export CKPT --format mindir --out model.mindir [--method M] [--set KEY=VALUE]
