@@ -13,6 +13,7 @@ of the other framework is converted first (``python -m tools.convert_weights``);
 """
 import os
 import sys
+from typing import NamedTuple
 
 from common.cli import Flag, SEED_FLAGS, build_parser, config_from_args, print_config, run_main
 
@@ -37,53 +38,81 @@ def make_parser():
     return parser
 
 
+class Resolved(NamedTuple):
+    """What a checkpoint on a command line resolves to (:func:`resolve`)."""
+    cfg: dict          # the checkpoint's configuration with the allowed command-line changes
+    B: object          # the backend module
+    recipe: object     # the method's recipe module
+    num_classes: int
+    path: str          # the checkpoint file (a VKD run folder resolves to its checkpoint)
+
+
+def resolve(args, flags=None) -> Resolved:
+    """The configuration, backend, recipe and checkpoint of a test.py-style command line
+    (``args`` parsed with ``flags``, default :data:`TEST_FLAGS`): the checkpoint's stored
+    configuration is the bottom layer, and only what evaluation may change can change.
+    Prints a note for a checkpoint of the original MVD code. Used by test.py and by
+    ``tools/visualize.py ranked``."""
+    import backends
+    from common import mvd_import, recipes
+    from common.checkpoint_model import check_test_changes, stored_config
+    from common.errors import ConfigError, ReidError
+    flags = TEST_FLAGS if flags is None else flags
+    probe = config_from_args(args, flags)
+    path = probe["train"]["resume"]
+    if not path:
+        raise ReidError("no checkpoint given: pass --resume PATH (a .pth, .ckpt or .safetensors file, or a "
+                        "VKD run folder)")
+    B = backends.get(probe["runtime"]["backend"])
+    recipe = recipes.get(probe["method"]["name"])
+    stored = None
+    if os.path.isdir(path) and hasattr(recipe, "test_checkpoint"):
+        path, stored = recipe.test_checkpoint(probe)
+    extra = recipe.read_extra(path) if hasattr(recipe, "read_extra") else B.checkpoint.read_extra(path)
+    stored, num_classes, imported = stored_config(path, extra, stored)
+    if imported:
+        print(f"note: '{path}' is a checkpoint of the original MVD code: evaluated as configs/"
+              f"{mvd_import.CONFIG_FILE} (with your --config/--set/flags, which describe its network)")
+    asked = recipes.TEST_ALIASES.get(args.method, args.method) if args.method else None
+    if asked and recipes.get(asked) is not recipes.get(stored["method"]["name"]):
+        raise ConfigError(f"'{path}' holds a {stored['method']['name']!r} model, not {args.method!r}")
+    cfg = config_from_args(args, flags, base=stored)
+    cfg["train"]["resume"] = path
+    recipe = recipes.get(cfg["method"]["name"])
+    if not imported:  # an imported checkpoint stores no configuration: the command line describes its network
+        check_test_changes(stored, cfg)
+    return Resolved(cfg, B, recipe, num_classes, path)
+
+
+def load_model(r: Resolved):
+    """(model with the checkpoint's weights, evaluate() -> rows): the backend set up from the
+    configuration, the recipe's ``build_for_test`` network, the weights of ``r.path``."""
+    from common.checkpoint_model import load_weights
+    from common.engine.loop import setup_backend
+    from common.errors import ReidError
+    if not r.cfg["data"]["data_path"]:
+        raise ReidError("no dataset given: pass --data-path DIR")
+    setup_backend(r.B, r.cfg)
+    model, evaluate = r.recipe.build_for_test(r.cfg, r.B, r.num_classes)
+    load_weights(r.B, model, r.path, r.cfg)
+    return model, evaluate
+
+
 def main(argv=None) -> int:
     args = make_parser().parse_intermixed_args(argv)
 
     def go():
-        import backends
-        from common import mvd_import, recipes
-        from common.checkpoint_model import check_test_changes, load_weights, stored_config
-        from common.engine.loop import setup_backend
-        from common.errors import ConfigError, ReidError
         from common.report import format_table
-        probe = config_from_args(args, TEST_FLAGS)
-        path = probe["train"]["resume"]
-        if not path:
-            raise ReidError("no checkpoint given: pass --resume PATH (a .pth, .ckpt or .safetensors file, or a "
-                            "VKD run folder)")
-        B = backends.get(probe["runtime"]["backend"])
-        recipe = recipes.get(probe["method"]["name"])
-        stored, imported = None, False
-        if os.path.isdir(path) and hasattr(recipe, "test_checkpoint"):
-            path, stored = recipe.test_checkpoint(probe)
-        extra = recipe.read_extra(path) if hasattr(recipe, "read_extra") else B.checkpoint.read_extra(path)
-        stored, num_classes, imported = stored_config(path, extra, stored)
-        if imported:
-            print(f"note: '{path}' is a checkpoint of the original MVD code: evaluated as configs/"
-                  f"{mvd_import.CONFIG_FILE} (with your --config/--set/flags, which describe its network)")
-        asked = recipes.TEST_ALIASES.get(args.method, args.method) if args.method else None
-        if asked and recipes.get(asked) is not recipes.get(stored["method"]["name"]):
-            raise ConfigError(f"'{path}' holds a {stored['method']['name']!r} model, not {args.method!r}")
-        cfg = config_from_args(args, TEST_FLAGS, base=stored)
-        cfg["train"]["resume"] = path
-        recipe = recipes.get(cfg["method"]["name"])
-        # an imported checkpoint stores no configuration: the command line describes its network
-        if not imported:
-            check_test_changes(stored, cfg)
+        r = resolve(args)
         if args.print_config:
-            print_config(cfg)
+            print_config(r.cfg)
             return 0
-        if not cfg["data"]["data_path"]:
-            raise ReidError("no dataset given: pass --data-path DIR")
-        setup_backend(B, cfg)
-        model, evaluate = recipe.build_for_test(cfg, B, num_classes)
-        load_weights(B, model, path, cfg)
+        _, evaluate = load_model(r)
         rows = evaluate()
         if not args.per_trial:
-            rows = [r for r in rows if "/" not in r["setting"]]
-        print(f"{cfg['data']['dataset']} with {B.name}, checkpoint {path}")
-        print(format_table(rows, recipe.COLUMNS))
+            rows = [row for row in rows if "/" not in row["setting"]]
+        print(f"{r.cfg['data']['dataset']} with {r.B.name}, checkpoint {r.path}")
+        print(format_table(rows, r.recipe.COLUMNS))
         return 0
 
     return run_main(go)

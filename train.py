@@ -11,12 +11,12 @@ configuration and exits.
 """
 import sys
 
-from common.cli import OVERWRITE, all_flags, build_parser, config_from_args, print_config, run_main
+from common.cli import OVERWRITE, TENSORBOARD, all_flags, build_parser, config_from_args, print_config, run_main
 
 
 def make_parser():
     """(parser, flags) of train.py."""
-    flags = all_flags((OVERWRITE,))
+    flags = all_flags((OVERWRITE, TENSORBOARD))
     return build_parser(__doc__.split("\n")[0], flags), flags
 
 

@@ -16,9 +16,17 @@ and backward on M*B frames, measured in the same run; ratio = step / bare. The m
 step time is then handed to benchmarks/data_speed.py (``--step-seconds``) for the fraction of
 each iteration the loader keeps the step waiting, for batches of the same B clips of N frames.
 
-    python benchmarks/train_step.py [--method mvd|vkd-student] [--backends torch,mindspore] [--arch resnet50]
-                                    [--height 288 --width-px 144] [--batch-ids 8 --pos 4]
-                                    [--frames 8 --student-frames 2] [--threads N] [--quick]
+``--method kd-reid`` (configs/kdreid_kd.yaml, batch alternation): ``step`` = one batch of the
+batch engine, i.e. T student steps (one per teacher: the student on the source and the target
+batch, teacher t without gradient on its target batch, the relation-KD loss, backward, SGD);
+``bare`` = the sum, over the T teachers, of teacher t's no-grad forward on its target batch and
+the student's forward on the source batch plus forward and backward on the target batch (the
+network work the step cannot avoid); ratio = step / bare. OSNet x0_25 student, ``--teachers``
+ResNet-50 teachers (width ``--width``, 2048-d embeddings), P x K images per batch.
+
+    python benchmarks/train_step.py [--method mvd|vkd-student|kd-reid] [--backends torch,mindspore]
+        [--arch resnet50] [--height 288 --width-px 144] [--batch-ids 8 --pos 4] [--frames 8 --student-frames 2]
+        [--teachers 3] [--threads N] [--quick]
 """
 import argparse
 import os
@@ -178,12 +186,13 @@ def main_vkd_student(a):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--method", default="mvd", choices=("mvd", "vkd-student"))
+    p.add_argument("--method", default="mvd", choices=("mvd", "vkd-student", "kd-reid"))
+    p.add_argument("--teachers", type=int, default=3, help="kd-reid: teachers (targets) per batch")
     p.add_argument("--backends", default="torch,mindspore")
     p.add_argument("--arch", default="resnet50")
     p.add_argument("--width", type=int, default=64, help="backbone stem width (64 = the real model)")
-    p.add_argument("--height", type=int, default=0, help="input height (0: 288 for mvd, 256 for vkd-student)")
-    p.add_argument("--width-px", type=int, default=0, help="input width (0: 144 for mvd, 128 for vkd-student)")
+    p.add_argument("--height", type=int, default=0, help="input height (0: 288 for mvd, 256 for vkd-student and kd-reid)")
+    p.add_argument("--width-px", type=int, default=0, help="input width (0: 144 for mvd, 128 for vkd-student and kd-reid)")
     p.add_argument("--batch-ids", type=int, default=8)
     p.add_argument("--pos", type=int, default=4)
     p.add_argument("--repeats", type=int, default=5)
@@ -197,15 +206,18 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.threads:
         set_threads(a.threads, a.backends.split(","))
-    vkd = a.method == "vkd-student"
-    a.height = a.height or (256 if vkd else 288)  # VKD's MARS input; MVD's SYSU-MM01 input
-    a.width_px = a.width_px or (128 if vkd else 144)
+    small = a.method in ("vkd-student", "kd-reid")
+    a.height = a.height or (256 if small else 288)  # VKD's MARS / MTDA's input; MVD's SYSU-MM01 input
+    a.width_px = a.width_px or (128 if small else 144)
     if a.quick:
         a.arch, a.width = "resnet18", 8
         a.height, a.width_px, a.batch_ids, a.pos, a.repeats = 64, 32, 4, 2, 2
         a.frames = min(a.frames, 4)
     if a.method == "vkd-student":
         return main_vkd_student(a)
+    if a.method == "kd-reid":
+        from train_step_kdreid import main_kd
+        return main_kd(a, timed)
     bsz = a.batch_ids * a.pos
     rng = np.random.default_rng(0)
     rgb = rng.standard_normal((bsz, 3, a.height, a.width_px)).astype(np.float32)

@@ -142,3 +142,34 @@ def vkd_checkpoint_key(name: str, key: str) -> Optional[str]:
     if family == "densenet":
         return f"features.{_DENSENET_CHILDREN[index]}.{rest}"
     return f"features.{index}.{rest}"
+
+
+# ------------------------------------------------------------------ name tables of the backends
+
+def backbone_table(resnet, bam_resnet, densenet, mobilenet) -> dict:
+    """``name -> constructor(**kwargs)`` for a backend's backbone classes: ``resnet{depth}``
+    (``resnet(depth=..., **kwargs)`` for each depth of :data:`BACKBONE_FACTS`), the BAM
+    ResNets, DenseNet-121, MobileNet-V2 and the aliases. Both backends build their
+    ``BACKBONES`` with it, so the two tables cannot drift apart."""
+    def with_depth(cls, depth):
+        def make(**kwargs):
+            return cls(depth=depth, **kwargs)
+        make.__doc__ = f"{cls.__name__}(depth={depth}, **kwargs)"
+        return make
+
+    table = {}
+    for name, facts in BACKBONE_FACTS.items():
+        if facts.family == "densenet":
+            table[name] = densenet
+        elif facts.family == "mobilenet":
+            table[name] = mobilenet
+        else:
+            depth = int(name[len("resnet"):].replace("bam", ""))
+            table[name] = with_depth(bam_resnet if facts.family == "resnet_bam" else resnet, depth)
+    table.update({alias: table[name] for alias, name in BACKBONE_ALIASES.items()})
+    return table
+
+
+def build_from_table(table: dict, name: str, **kwargs):
+    """``table[name](**kwargs)`` after resolving aliases (ConfigError for an unknown name)."""
+    return table[canonical_backbone_name(name)](**kwargs)

@@ -47,6 +47,8 @@ SEED_FLAGS = (
 )
 OVERWRITE = Flag(("--overwrite",), "train.overwrite", "store_true",
                  "allow a fresh run in a run folder that already holds results")
+TENSORBOARD = Flag(("--tensorboard",), "train.tensorboard", "store_true",
+                   "write TensorBoard scalars (losses, learning rates, evaluation) to <run>/tensorboard/")
 
 
 def all_flags(extra: Sequence[Flag] = ()) -> Dict[str, Flag]:
@@ -63,7 +65,8 @@ def all_flags(extra: Sequence[Flag] = ()) -> Dict[str, Flag]:
     return out
 
 
-def _dest(flag: Flag) -> str:
+def flag_dest(flag: Flag) -> str:
+    """The argparse attribute that holds ``flag``'s value."""
     return "flag_" + flag.key.replace(".", "__")
 
 
@@ -90,10 +93,10 @@ def build_parser(description: str, flags: Dict[str, Flag], methods_extra=()) -> 
         key = known.get(section, {}).get(name)
         help_text = f"{flag.help} [{flag.key}]"
         if flag.type == "store_true":
-            p.add_argument(*flag.names, dest=_dest(flag), action="store_true", default=None, help=help_text)
+            p.add_argument(*flag.names, dest=flag_dest(flag), action="store_true", default=None, help=help_text)
             continue
         choices = key.choices if key is not None and key.choices and flag.nargs is None else None
-        p.add_argument(*flag.names, dest=_dest(flag), type=flag.type, default=None, choices=choices,
+        p.add_argument(*flag.names, dest=flag_dest(flag), type=flag.type, default=None, choices=choices,
                        nargs=flag.nargs, help=help_text)
     return p
 
@@ -102,7 +105,7 @@ def explicit_values(args, flags: Dict[str, Flag]) -> dict:
     """The nested ``{section: {key: value}}`` of the flags given on the command line."""
     out: dict = {}
     for flag in flags.values():
-        value = getattr(args, _dest(flag), None)
+        value = getattr(args, flag_dest(flag), None)
         if value is not None:
             section, name = flag.key.split(".")
             out.setdefault(section, {})[name] = value

@@ -82,6 +82,8 @@ BASE = {
         "nonfinite": Key("stop", "a non-finite loss: 'stop' (keep the last good checkpoint, exit 2) or "
                                  "'skip' the step without updating (as AMP loss scalers do)",
                          choices=("stop", "skip")),
+        "tensorboard": Key(False, "also write the logged scalars (loss terms, learning rates, evaluation "
+                                  "metrics) to <run>/tensorboard/ (tensorboardX; pip install 'reid-kd[viz]')"),
         "max_skipped": Key(20, "with nonfinite=skip: stop after this many consecutive skipped steps", lo=1),
     },
     "runtime": {

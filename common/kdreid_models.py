@@ -125,3 +125,22 @@ def match_state_by_name(model_shapes: Mapping[str, Sequence[int]],
             loaded.append(key)
     untouched = sorted(set(wanted) - set(loaded))
     return LoadReport(tuple(loaded), tuple(skipped), tuple(untouched))
+
+
+def reid_model_table(build_osnet, build_resnet) -> dict:
+    """``name -> constructor(num_classes, **kwargs)`` of KD-REID's complete re-ID models for a
+    backend's builders: ``build_osnet(name, num_classes, **kwargs)`` for every OSNet size and
+    ``build_resnet(num_classes, **kwargs)`` for MTDA's ResNet-50. Both backends build their
+    ``REID_MODELS`` with it."""
+    def osnet(name):
+        def make(num_classes, **kwargs):
+            return build_osnet(name, num_classes, **kwargs)
+        return make
+    return dict({name: osnet(name) for name in OSNET_CHANNELS}, **{RESNET_NAME: build_resnet})
+
+
+def build_reid_from_table(table: dict, name: str, num_classes: int, **kwargs):
+    """``table[name](num_classes, **kwargs)``; ValueError naming the known models otherwise."""
+    if name not in table:
+        raise ValueError(f"unknown re-ID model {name!r}: expected one of {', '.join(sorted(table))}")
+    return table[name](num_classes, **kwargs)

@@ -7,19 +7,25 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 RANKS = (1, 10, 20)
+CMC_RANKS = 20  # length of the CMC curve kept in every evaluation row (tools/visualize.py cmc)
 
 
-def summarize(result: dict) -> Dict[str, float]:
-    """``{'R1','R10','R20','mAP','mINP'}`` in percent from an ``evaluate`` result."""
+def summarize(result: dict) -> Dict[str, object]:
+    """``{'R1','R10','R20','mAP','mINP'}`` in percent from an ``evaluate`` result, and
+    ``'cmc'``: the curve's first :data:`CMC_RANKS` ranks in percent (a list; ``cmc[r - 1]``
+    equals ``R<r>``). Tables print the named columns only."""
     cmc = np.asarray(result["cmc"])
-    out = {f"R{r}": 100.0 * float(cmc[min(r, len(cmc)) - 1]) for r in RANKS}
+    out: Dict[str, object] = {f"R{r}": 100.0 * float(cmc[min(r, len(cmc)) - 1]) for r in RANKS}
     out["mAP"] = 100.0 * float(result["mAP"])
     out["mINP"] = 100.0 * float(result["mINP"])
+    out["cmc"] = [100.0 * float(c) for c in cmc[:CMC_RANKS]]
     return out
 
 
-def mean_rows(rows: Sequence[Dict[str, float]]) -> Dict[str, float]:
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+def mean_rows(rows: Sequence[Dict[str, object]]) -> Dict[str, object]:
+    """Key-wise mean of summarised rows (a list, such as ``cmc``, rank by rank)."""
+    return {k: [float(v) for v in np.mean([r[k] for r in rows], axis=0)] if isinstance(rows[0][k], list)
+            else float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
 def format_table(rows: List[dict], columns: Sequence[str]) -> str:

@@ -117,3 +117,25 @@ def backend(request):
     is not installed. Use it instead of writing one test file per backend."""
     pytest.importorskip(request.param)
     return backends.get(request.param)
+
+
+@pytest.fixture(params=backends.BACKENDS)
+def B(request):
+    """Like ``backend``, on the CPU and in PYNATIVE mode (for unit tests of backend functions
+    that are called outside a training run)."""
+    pytest.importorskip(request.param)
+    b = backends.get(request.param)
+    b.device.select_device("CPU", 0)
+    b.device.set_mode("PYNATIVE")
+    return b
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module (``pytestmark = pytest.mark.usefixtures(...)``): two
+    threads on a small shared machine are many times slower than one for tiny networks."""
+    torch = pytest.importorskip("torch")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -1,5 +1,6 @@
 """Tiny checkpoints for the export and FeatureExtractor tests: the configuration of a tiny
-MVD (tests/tiny.py's sizes) or VKD (tests/vkd_tiny.py's) network, a model of either backend
+MVD (tests/tiny.py's sizes), VKD (tests/vkd_tiny.py's) or KD-REID (tests/test_cli_kdreid.py's)
+network, a model of either backend
 with random weights of a trained network's scale (so that features differ between images),
 saved as train.py saves it (``extra`` with ``config`` and ``num_classes``, what test.py
 reads), and exports of it cached for the whole test session."""
@@ -19,14 +20,19 @@ NUM_CLASSES = 5
 MVD_SETS = ("model.arch=resnet18", "model.width=4", "mvd.z_dim=8", "mvd.ib_hidden=[16,8]", "mvd.cls_hidden=8",
             "data.height=32", "data.width=16", "mvd.resize=bilinear")
 VKD_SETS = ("model.arch=resnet18", "model.width=4", "data.height=32", "data.width=16")
+# KD-REID (tests/test_cli_kdreid.py's sizes): the student of kd-reid is a tiny OSNet
+KD_SETS = ("data.height=64", "data.width=32", "kdreid.features=16", "model.width=8", "kdreid.osnet_channels=[8,64,64,64]",
+           "kdreid.osnet_blocks=[1,1,1]", "kdreid.arch_student=osnet_x0_25")
+SETS = {"mvd": MVD_SETS, "vkd-teacher": VKD_SETS, "kd-reid": KD_SETS}
+DATASET = {"mvd": "SYSU", "vkd-teacher": "mars", "kd-reid": "msmt17"}
 _CACHE: Dict[tuple, str] = {}
 _DIR = []
 
 
 def tiny_config(method: str = "mvd", sets: Sequence[str] = ()) -> dict:
     """A validated, finalized configuration of a tiny network of ``method``."""
-    base = MVD_SETS if method == "mvd" else VKD_SETS
-    data = {"dataset": "SYSU" if method == "mvd" else "mars", "data_path": "/nonexistent/data"}
+    base = SETS[method]
+    data = {"dataset": DATASET[method], "data_path": "/nonexistent/data"}
     cfg = load_config(recipes.default_config(method), [*base, *sets], {"data": data}, method=method)
     recipe = recipes.get(method)
     return recipe.finalize(cfg) if hasattr(recipe, "finalize") else cfg

@@ -10,30 +10,12 @@ from common.config import load_config
 from common.errors import CheckpointError, DeviceError
 from common.recipes import mvd as mvd_recipe
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = ["model.arch=resnet18", "model.width=8", "mvd.z_dim=16", "mvd.ib_hidden=[32,16]", "mvd.cls_hidden=16",
         "mvd.dropout=0.0", "runtime.ms_mode=PYNATIVE"]
 EXTRA = {"epoch": 3, "best_rank1": 0.625, "config": {"lr": 3.5e-4}, "rng": [1, 2, 3]}
 EXT = {"torch": ".pth", "mindspore": ".ckpt"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Two torch threads on a small shared machine are many times slower than one."""
-    torch = pytest.importorskip("torch")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(params=["torch", "mindspore"])
-def B(request):
-    pytest.importorskip(request.param)
-    import backends
-    b = backends.get(request.param)
-    b.device.select_device("CPU", 0)
-    b.device.set_mode("PYNATIVE")
-    return b
 
 
 def _cfg(recipe="mvd_port", extra=()):

@@ -14,16 +14,9 @@ import train as train_cli
 from common.data import synthetic
 from tiny import TINY, make_sysu, train_argv
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    torch = pytest.importorskip("torch")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ input description stored beside it; bad input is one line and exit status 2.
 
 Default run: one ONNX export (tiny MVD, concat feature seen as infrared) and one MindIR export
 (a VKD clip network from a torch checkpoint, through the CLI). Slow: MVD to MindIR, the MVD
-default feature ('four') in both formats (ONNX from a MindSpore checkpoint), VKD to ONNX."""
+default feature ('four') in both formats (ONNX from a MindSpore checkpoint), VKD to ONNX,
+KD-REID (its OSNet student) to both."""
 import json
 import os
 
@@ -129,6 +130,19 @@ def test_mvd_default_four_part_feature_exports(tmp_path, fmt):
     loaded = open_checkpoint(ckpt, "torch" if fmt == "onnx" else "mindspore")
     assert loaded.cfg["mvd"]["test_feature"] == "four" and loaded.spec.modality == "visible"
     (_check_onnx if fmt == "onnx" else _check_mindir)(out, loaded, [(1, 3, 32, 16), (4, 3, 32, 16)])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["mindir", "onnx"])
+def test_kdreid_exports_through_the_default_test_input(tmp_path, fmt):
+    """KD-REID has no test_input hook: NCHW images, bilinear resize (ImageTest), no kwargs;
+    its OSNet student exports from a torch checkpoint."""
+    ckpt = et.save_tiny_checkpoint(tmp_path, "torch", "kd-reid")
+    out = export_tool.export(ckpt, str(tmp_path / f"kd.{fmt}")).path
+    loaded = open_checkpoint(ckpt, "torch" if fmt == "onnx" else "mindspore")
+    assert (loaded.spec.layout, loaded.spec.resize, loaded.spec.extract_kwargs) == ("images", "bilinear", {})
+    assert loaded.cfg["kdreid"]["arch_student"] == "osnet_x0_25"
+    (_check_onnx if fmt == "onnx" else _check_mindir)(out, loaded, [(1, 3, 64, 32), (3, 3, 64, 32)])
 
 
 def test_mindir_padded_max_pools_in_sequential_cells_take_any_batch(tmp_path):

@@ -109,6 +109,21 @@ def test_vkd_checkpoint_features_are_one_frame_clips(backend, tmp_path):
     np.testing.assert_allclose(got, want, rtol=0, atol=EXTRACTOR_ATOL * max(1.0, float(np.abs(want).max())))
 
 
+def test_kdreid_checkpoint_features_equal_the_recipes_evaluation(backend, tmp_path):
+    """KD-REID (no test_input hook): its evaluation's ImageBatches (ImageTest) then extract."""
+    from collections import namedtuple
+    from common.recipes.kdreid_data import ImageBatches
+    ckpt = et.cached_checkpoint("torch", "kd-reid")
+    paths = _paths(tmp_path, _images(3, (70, 30), seed=5))
+    got = FeatureExtractor(ckpt, backend=backend.name, batch_size=2)(paths)
+    loaded = open_checkpoint(ckpt, backend.name)
+    Rec = namedtuple("Rec", "path")
+    source = ImageBatches([Rec(p) for p in paths], ImageTest(64, 32), 2)
+    want = np.concatenate([loaded.B.kdreid.extract(loaded.model, source.make_batch(0, i, item)[0], 2)
+                           for i, item in enumerate(source.items(0))])
+    np.testing.assert_allclose(got, want, rtol=0, atol=EXTRACTOR_ATOL)
+
+
 def test_a_vkd_run_folder_of_the_reference_with_method_and_set(tmp_path):
     """A run folder of aimagelab/VKD (no reid-kd configuration), as test.py takes it."""
     pytest.importorskip("torch")

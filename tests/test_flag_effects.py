@@ -47,6 +47,7 @@ TRAIN_EFFECTS = {
     "--ms-mode": "tests/test_graph_mode.py::test_ms_mode_decides_whether_the_step_is_compiled",
     "--seed": f"{HERE}::test_seed_decides_the_run",
     "--overwrite": f"{LOOP}::test_overwrite_replaces_the_previous_run",
+    "--tensorboard": "tests/test_visualize.py::test_tensorboard_scalars_equal_metrics_jsonl",
 }
 TEST_EFFECTS = {
     "--method": f"{HERE}::test_test_py_method_must_match_the_checkpoint",

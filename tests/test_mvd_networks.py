@@ -9,27 +9,10 @@ from common.config import load_config
 from common.errors import CheckpointError
 from common.netspec import MVD_OUTPUT_NAMES
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = ["model.arch=resnet18", "model.width=8", "mvd.z_dim=16", "mvd.ib_hidden=[32,24]", "mvd.cls_hidden=12",
         "mvd.dropout=0.0"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    torch = pytest.importorskip("torch")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(params=["torch", "mindspore"])
-def B(request):
-    pytest.importorskip(request.param)
-    import backends
-    b = backends.get(request.param)
-    b.device.select_device("CPU", 0)
-    b.device.set_mode("PYNATIVE")
-    return b
 
 
 def build(B, recipe="mvd_port", extra=(), num_classes=7, seed=0):

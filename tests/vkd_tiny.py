@@ -167,3 +167,56 @@ def imagenet_file(path, arch: str = "resnet18", width: int = 4, seed: int = 1) -
     state = {k: _values(s, k, rng) for k, s in shapes.items()}
     save_file(state, str(path))
     return state
+
+
+# ------------------------------------------------------------------ flag-effect tests
+
+def two_checkpoint_folder(base, seed: int):
+    """A reference-layout ResNet-18 (width 4) folder ``base/run<seed>`` whose chk/ holds
+    ``chk_end`` and a different ``chk_alt``; returns (folder, {name: canonical weights})."""
+    import shutil
+    folder = base / f"run{seed}"
+    weights = {"chk_end": write_vkd_folder(folder, "resnet18", NUM_IDS, width=4, seed=seed)}
+    other = base / f"other{seed}"
+    weights["chk_alt"] = write_vkd_folder(other, "resnet18", NUM_IDS, width=4, seed=seed + 100)
+    shutil.copy(other / "chk" / "chk_end", folder / "chk" / "chk_alt")
+    return folder, weights
+
+
+def flag_test_folders(base):
+    """Two folders of :func:`two_checkpoint_folder` (``teacher``/``t``, ``student``/``s``) and a
+    ``--pretrain`` file (torchvision layout) with its weights (``imagenet``)."""
+    from types import SimpleNamespace
+    teacher, t_weights = two_checkpoint_folder(base, 0)
+    student, s_weights = two_checkpoint_folder(base, 1)
+    pretrain = base / "imagenet.safetensors"
+    return SimpleNamespace(teacher=teacher, t=t_weights, student=student, s=s_weights, pretrain=pretrain,
+                           imagenet=imagenet_file(pretrain))
+
+
+def build_only(argv):
+    """train.py ``argv`` up to the recipe's build: (``run``, ``cfg``, ``B``) of the run the loop
+    would train, seeded as the loop seeds it; nothing is trained or written."""
+    from types import SimpleNamespace
+    import pytest
+    import train
+    from common.engine import loop
+    from common.engine.rundir import RunLog
+    built = {}
+
+    def fit_stops_after_build(cfg, B, build, echo=print, structure_keys=()):
+        loop.setup_backend(B, cfg)
+        built.update(run=build(cfg, B, RunLog(None)), cfg=cfg, B=B)
+        return {"best": 0.0, "best_epoch": 0, "files": ""}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop, "fit", fit_stops_after_build)
+        assert train.main(list(argv)) == 0
+    return SimpleNamespace(**built)
+
+
+def assert_same_weights(expected: Dict[str, np.ndarray], got: Dict[str, np.ndarray], keys=None) -> None:
+    """``got`` holds exactly ``expected``'s arrays at ``keys`` (default: all of expected's)."""
+    keys = sorted(expected) if keys is None else keys
+    assert keys and set(keys) <= set(got)
+    for k in keys:
+        np.testing.assert_array_equal(expected[k], got[k], err_msg=k)

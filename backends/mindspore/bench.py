@@ -19,16 +19,18 @@ def sync(device=None) -> None:
         pass
 
 
-def forward_backward(module, x, ms_mode: str = "GRAPH") -> None:
+def forward_backward(module, x, ms_mode: str = "GRAPH", output=None) -> None:
     """Train-mode forward of ``module`` on ``x`` (NCHW) and the gradient of ``sum()`` of its
-    output w.r.t. its trainable parameters; returns once the result is computed. The gradient
-    function is built (and, in GRAPH mode, compiled) once per module and mode."""
+    output (element ``output`` of a tuple output) w.r.t. its trainable parameters; returns once
+    the result is computed. The gradient function is built (and, in GRAPH mode, compiled) once
+    per module, mode and output."""
     module.set_train(True)
-    key = (id(module), check_mode(ms_mode))
+    key = (id(module), check_mode(ms_mode), output)
     cached = _STEPS.get(key)
     if cached is None or cached[0] is not module:
         def loss_fn(images):
-            return module(images).sum()
+            out = module(images)
+            return (out if output is None else out[output]).sum()
         grad_fn = ms.grad(loss_fn, None, module.trainable_params())
         cached = (module, ms.jit(grad_fn) if ms_mode == "GRAPH" else grad_fn)
         _STEPS[key] = cached
@@ -49,4 +51,5 @@ def forward_no_grad(module, x, ms_mode: str = "GRAPH") -> None:
         cached = (module, ms.jit(forward) if ms_mode == "GRAPH" else forward)
         _FORWARDS[key] = cached
     x = x if isinstance(x, ms.Tensor) else ms.Tensor(np.asarray(x, dtype=np.float32))
-    cached[1](x).asnumpy()
+    out = cached[1](x)
+    (out[0] if isinstance(out, tuple) else out).asnumpy()  # a re-ID model returns (logits, embedding)

@@ -225,14 +225,16 @@ def dmmd_distance_sets(emb, P, K):
     return within, torch.cat(between, dim=0)
 
 
-def dmmd(src_emb, tgt_emb, P, K):
+def dmmd(src_emb, tgt_emb, P, K, global_source_grad=False):
     """Implements common.losses.dmmd (SPEC 7 "D-MMD"): returns the tuple
     ``(within, between, global)`` = (mmd of within sets, mmd of between sets,
-    mmd(src_emb, tgt_emb)); the source side is detached (sets and features)."""
+    mmd(src_emb, tgt_emb)); the source side is detached (sets and features), except the
+    source features of the global term when ``global_source_grad`` (MTDA's D-MMD loss)."""
     src = src_emb.detach()
     within_s, between_s = dmmd_distance_sets(src, P, K)
     within_t, between_t = dmmd_distance_sets(tgt_emb, P, K)
-    return mmd(within_s, within_t), mmd(between_s, between_t), mmd(src, tgt_emb)
+    return (mmd(within_s, within_t), mmd(between_s, between_t),
+            mmd(src_emb if global_source_grad else src, tgt_emb))
 
 
 def cosine_distance_matrix(feats):

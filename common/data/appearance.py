@@ -72,3 +72,45 @@ def save(img: np.ndarray, path: str) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     kwargs = {"quality": 95} if path.lower().endswith((".jpg", ".jpeg")) else {}
     Image.fromarray(img).save(path, **kwargs)
+
+
+# Dataset-level appearance styles ("domain shift") of the synthetic image writers
+# (``python -m common.data.synthetic --shift STYLE``). Each is a fixed, deterministic
+# re-rendering of a finished image, so the identities stay learnable and the default 'none'
+# leaves every byte as before. A style changes what a network trained on unshifted images
+# has learnt to rely on: the colour of the garments (a channel mix), their contrast and
+# brightness, and a strong per-camera cast (camera style).
+DOMAIN_SHIFTS = {
+    "none": None,
+    # warm, washed-out light (a DukeMTMC-like outdoor look): red up, blue down, low contrast,
+    # slight blur, camera casts of +-25 %
+    "warm": {"mix": ((1.15, 0.20, 0.0), (0.10, 0.90, 0.05), (0.0, 0.15, 0.60)), "saturation": 0.8,
+             "contrast": 0.65, "brightness": 1.1, "gamma": 0.85, "camera": 0.25, "blur": True},
+    # dim, desaturated, hard light (a CUHK03-like indoor look): swapped green/blue, dark,
+    # high contrast, camera casts of +-35 %
+    "dim": {"mix": ((0.80, 0.10, 0.10), (0.05, 0.25, 0.70), (0.10, 0.75, 0.15)), "saturation": 0.45,
+            "contrast": 1.35, "brightness": 0.7, "gamma": 1.3, "camera": 0.35, "blur": False},
+}
+
+
+def domain_shift(img: np.ndarray, style: str, camid: int) -> np.ndarray:
+    """``img`` (uint8 H x W x 3) re-rendered in dataset style ``style`` (a key of
+    :data:`DOMAIN_SHIFTS`) as seen by camera ``camid``; 'none' returns it unchanged. The
+    camera cast is a fixed per-(style, camera) channel gain; nothing is random."""
+    if style not in DOMAIN_SHIFTS:
+        raise ValueError(f"unknown domain shift {style!r}; expected one of {', '.join(DOMAIN_SHIFTS)}")
+    s = DOMAIN_SHIFTS[style]
+    if s is None:
+        return img
+    x = img.astype(np.float32) / 255.0
+    x = x @ np.asarray(s["mix"], np.float32).T
+    lum = x.mean(axis=2, keepdims=True)
+    x = lum + s["saturation"] * (x - lum)
+    x = 0.5 + s["contrast"] * (x - 0.5)
+    x = np.clip(x * s["brightness"], 0.0, 1.0) ** s["gamma"]
+    cast = np.random.default_rng([sum(map(ord, style)), int(camid)]).uniform(-1.0, 1.0, 3)
+    x = x * (1.0 + s["camera"] * cast.astype(np.float32))
+    if s["blur"]:
+        pad = np.pad(x, ((1, 1), (1, 1), (0, 0)), mode="edge")
+        x = sum(pad[i:i + x.shape[0], j:j + x.shape[1]] for i in range(3) for j in range(3)) / 9.0
+    return (np.clip(x, 0.0, 1.0) * 255).astype(np.uint8)

@@ -7,10 +7,12 @@ Layout under ``ROOT/cuhk03/``::
     images_{detected,labeled}/<campus>_<pid:03d>_<view>_<img:02d>.png  (extracted images)
     splits_classic_{detected,labeled}.json                      (optional, written by torchreid)
 
-``cuhk-03.mat`` is HDF5 and this project does not depend on h5py, so the images are read
-from ``images_{kind}/`` (torchreid extracts them there with exactly these names). When that
-folder is missing and h5py is importable, the images are extracted from ``cuhk-03.mat``;
-otherwise a :class:`DatasetLayoutError` says what to do.
+``cuhk-03.mat`` is HDF5 (MATLAB v7.3). The images are read from ``images_{kind}/``
+(torchreid extracts them there with exactly these names); when that folder is missing they
+are extracted from ``cuhk-03.mat`` with h5py (a requirement of the project; without it a
+:class:`DatasetLayoutError` says what to do). The split (the new protocol's config, or the
+classic split's JSON / ``testsets``) is located first, so a missing split file stops the
+run before anything is extracted.
 
 New protocol (default; 767/700 ids): the config's ``filelist``/``labels`` with 1-based
 ``train_idx``/``query_idx``/``gallery_idx``. Pids are the config's global labels; train pids
@@ -166,8 +168,7 @@ def _classic_test_pairs(base: str, kind: str, split_id: int) -> Set[Tuple[int, i
                              f"'{mat}' with h5py installed")
 
 
-def _classic(base: str, img_dir: str, kind: str, split_id: int) -> ImageSplits:
-    test_pairs = _classic_test_pairs(base, kind, split_id)
+def _classic(img_dir: str, split_id: int, test_pairs: Set[Tuple[int, int]]) -> ImageSplits:
     train, test = [], []
     for name in list_images(img_dir):
         campus, pid, view = _parse_name(name)
@@ -187,7 +188,9 @@ def load_cuhk03(root: str, labeled: bool = True, classic: bool = False,
     require_dir(root, LAYOUT)
     base = require(os.path.join(root, "cuhk03"), LAYOUT)
     kind = "labeled" if labeled else "detected"
-    img_dir = images_dir(base, kind)
+    # the split comes first: a missing split file stops before any image is extracted
     if classic:
-        return _classic(base, img_dir, kind, int(split_id))
-    return _new_protocol(base, img_dir, kind)
+        test_pairs = _classic_test_pairs(base, kind, int(split_id))
+        return _classic(images_dir(base, kind), int(split_id), test_pairs)
+    require(os.path.join(base, "cuhk03_release", f"cuhk03_new_protocol_config_{kind}.mat"), LAYOUT)
+    return _new_protocol(base, images_dir(base, kind), kind)

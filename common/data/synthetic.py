@@ -1,14 +1,21 @@
 """Write a miniature dataset in a real on-disk layout (SPEC section 2, synthetic generator).
 
     python -m common.data.synthetic --layout NAME --out DIR [--ids N] [--seed S] [--rand-perm]
+                                    [--shift STYLE] [--mat]
 
 Layouts: sysu, regdb, market1501, dukemtmcreid, msmt17, cuhk03, mars, dukevideo, veri.
 Images come from :mod:`common.data.appearance` (identity learnable, camera weak, IR distinct).
 ``--rand-perm`` (sysu only) also writes ``exp/rand_perm_cam.mat`` in the structure of the
 official SYSU-MM01 evaluation kit, so the gallery follows the official protocol.
+``--shift STYLE`` (market1501, dukemtmcreid, msmt17, cuhk03) renders the whole set in a dataset
+style of :data:`common.data.appearance.DOMAIN_SHIFTS` ('warm', 'dim'; default 'none' = the
+unshifted images), a domain shift for adaptation experiments. ``--mat`` (cuhk03, needs h5py)
+writes the release's ``cuhk-03.mat`` instead of the extracted image folders.
 """
 import argparse
 import sys
+
+from common.data.appearance import DOMAIN_SHIFTS
 
 from common.errors import ReidError
 
@@ -28,7 +35,8 @@ WRITERS = {
 
 
 # layout -> extra keyword options its writer takes (``write(..., **options)``)
-OPTIONS = {"sysu": ("rand_perm",)}
+OPTIONS = {"sysu": ("rand_perm",), "market1501": ("shift",), "dukemtmcreid": ("shift",), "msmt17": ("shift",),
+           "cuhk03": ("shift", "mat")}
 
 
 def write(layout: str, out: str, ids: int = 8, seed: int = 0, **options) -> str:
@@ -53,8 +61,15 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rand-perm", action="store_true",
                    help="sysu only: also write exp/rand_perm_cam.mat (official gallery permutations)")
+    p.add_argument("--shift", default="none", choices=sorted(DOMAIN_SHIFTS),
+                   help="market1501, dukemtmcreid, msmt17, cuhk03: dataset style (domain shift); default none")
+    p.add_argument("--mat", action="store_true", help="cuhk03 only: write cuhk-03.mat (HDF5, needs h5py)")
     a = p.parse_args(argv)
     options = {"rand_perm": True} if a.rand_perm else {}
+    if a.shift != "none":
+        options["shift"] = a.shift
+    if a.mat:
+        options["mat"] = True
     try:
         root = write(a.layout, a.out, a.ids, a.seed, **options)
     except ReidError as e:

@@ -6,6 +6,11 @@ Every writer is ``write_<name>(out, ids=8, seed=0) -> root``: it writes ``ids`` 
 :func:`common.data.appearance.render` (IR/thermal cameras with ``modality='ir'``), and returns
 the root that the matching parser takes. Raw pids are deliberately non-contiguous and id
 files unsorted, so the parsers' ascending relabelling is exercised. Same ``seed``, same bytes.
+
+The single-image writers (Market-1501, DukeMTMC-reID, MSMT17, CUHK03) also take
+``shift='none'``: a dataset style of :data:`common.data.appearance.DOMAIN_SHIFTS` ('warm',
+'dim') applied to every image after rendering (colour mix, contrast, brightness, camera cast),
+so that two synthetic sets differ as real domains do. 'none' writes the same bytes as before.
 """
 import json
 import os
@@ -13,13 +18,13 @@ from typing import List, Tuple
 
 import numpy as np
 
-from common.data.appearance import render, save
+from common.data.appearance import domain_shift, render, save
 
 H, W = 64, 32
 
 
-def _put(path: str, pid: int, camid: int, rng, modality: str = "rgb") -> str:
-    save(render(pid, camid, rng, H, W, modality), path)
+def _put(path: str, pid: int, camid: int, rng, modality: str = "rgb", shift: str = "none") -> str:
+    save(domain_shift(render(pid, camid, rng, H, W, modality), shift, camid), path)
     return path
 
 
@@ -142,7 +147,7 @@ def _camera_plan(rng, num_cams: int) -> List[int]:
     return sorted(int(c) + 1 for c in rng.choice(num_cams, 3, replace=False))
 
 
-def _market_like(folder_of, name_of, rng, train, test, num_cams):
+def _market_like(folder_of, name_of, rng, train, test, num_cams, shift="none"):
     """Shared body: per pid 3 cameras; train 2 images per camera; each test pid has one query
     image in its first two cameras and 2 gallery images in each of its three cameras."""
     frame = [0]
@@ -150,7 +155,7 @@ def _market_like(folder_of, name_of, rng, train, test, num_cams):
     def put(split, pid, cam):
         frame[0] += 1
         path = os.path.join(folder_of(split), name_of(pid, cam, frame[0]))
-        _put(path, pid, cam - 1, rng)
+        _put(path, pid, cam - 1, rng, shift=shift)
 
     for pid in train:
         for cam in _camera_plan(rng, num_cams):
@@ -170,7 +175,7 @@ def _market_name(pid, cam, frame):
     return f"{'-1' if pid == -1 else f'{pid:04d}'}_c{cam}s1_{frame:06d}_00.jpg"
 
 
-def write_market1501(out: str, ids: int = 8, seed: int = 0) -> str:
+def write_market1501(out: str, ids: int = 8, seed: int = 0, shift: str = "none") -> str:
     """Market-1501 layout (SPEC 2.5) under ``out/market1501/Market-1501-v15.09.15``; returns
     ``out``. The gallery also holds 2 junk images (pid -1) and 2 distractors (pid 0)."""
     rng = np.random.default_rng(seed)
@@ -179,13 +184,13 @@ def write_market1501(out: str, ids: int = 8, seed: int = 0) -> str:
     for f in folders.values():
         os.makedirs(os.path.join(base, f), exist_ok=True)
     train, test = _pick_pids(rng, ids)
-    put = _market_like(lambda s: os.path.join(base, folders[s]), _market_name, rng, train, test, 6)
+    put = _market_like(lambda s: os.path.join(base, folders[s]), _market_name, rng, train, test, 6, shift)
     for pid, cam in ((-1, 1), (-1, 4), (0, 2), (0, 5)):
         put("gallery", pid, cam)
     return out
 
 
-def write_dukemtmcreid(out: str, ids: int = 8, seed: int = 0) -> str:
+def write_dukemtmcreid(out: str, ids: int = 8, seed: int = 0, shift: str = "none") -> str:
     """DukeMTMC-reID layout (SPEC 2.5) under ``out/dukemtmc-reid/DukeMTMC-reID``, names
     ``<pid:04d>_c<cam>_f<frame:07d>.jpg``, cameras 1..8; returns ``out``."""
     rng = np.random.default_rng(seed)
@@ -195,11 +200,11 @@ def write_dukemtmcreid(out: str, ids: int = 8, seed: int = 0) -> str:
         os.makedirs(os.path.join(base, f), exist_ok=True)
     train, test = _pick_pids(rng, ids)
     _market_like(lambda s: os.path.join(base, folders[s]),
-                 lambda pid, cam, fr: f"{pid:04d}_c{cam}_f{fr:07d}.jpg", rng, train, test, 8)
+                 lambda pid, cam, fr: f"{pid:04d}_c{cam}_f{fr:07d}.jpg", rng, train, test, 8, shift)
     return out
 
 
-def write_msmt17(out: str, ids: int = 8, seed: int = 0, market_style: bool = False) -> str:
+def write_msmt17(out: str, ids: int = 8, seed: int = 0, market_style: bool = False, shift: str = "none") -> str:
     """MSMT17 layout (SPEC 2.5) under ``out/msmt17/MSMT17_V1``: ``{train,test}/<pid:04d>/``
     images named ``<pid:04d>_<seq:03d>_<cam:02d>_0303morning_<frame:04d>_0.jpg`` and
     ``list_{train,val,query,gallery}.txt``. Train and test pids both count from 0, as in the
@@ -214,7 +219,7 @@ def write_msmt17(out: str, ids: int = 8, seed: int = 0, market_style: bool = Fal
             os.makedirs(os.path.join(base, f), exist_ok=True)
         _market_like(lambda s: os.path.join(base, folders[s]),
                      lambda pid, cam, fr: f"{pid:04d}_c{cam}_{fr:06d}.jpg", rng,
-                     list(range(1, ids + 1)), list(range(ids + 1, 2 * ids + 1)), 15)
+                     list(range(1, ids + 1)), list(range(ids + 1, 2 * ids + 1)), 15, shift)
         return out
     release = os.path.join(base, "MSMT17_V1")
     lists = {k: [] for k in ("train", "val", "query", "gallery")}
@@ -229,7 +234,7 @@ def write_msmt17(out: str, ids: int = 8, seed: int = 0, market_style: bool = Fal
             for lst, cam in plan:
                 frame += 1
                 rel = f"{pid:04d}/{pid:04d}_{frame % 1000:03d}_{cam:02d}_0303morning_{frame:04d}_0.jpg"
-                _put(os.path.join(release, top, *rel.split("/")), pid + offset, cam - 1, rng)
+                _put(os.path.join(release, top, *rel.split("/")), pid + offset, cam - 1, rng, shift=shift)
                 lists[lst].append(f"{rel} {pid}")
     for name, lines in lists.items():
         _write_lines(os.path.join(release, f"list_{name}.txt"), lines)
@@ -243,18 +248,23 @@ def _cuhk03_identities(ids: int):
     return [(1 + i % 2, 1 + i // 2, i + 1) for i in range(2 * ids)]
 
 
-def write_cuhk03(out: str, ids: int = 8, seed: int = 0) -> str:
+def write_cuhk03(out: str, ids: int = 8, seed: int = 0, shift: str = "none", mat: bool = False) -> str:
     """CUHK03 layout (SPEC 2.5) under ``out/cuhk03``: ``images_{detected,labeled}/`` with
     names ``<campus>_<pid:03d>_<view>_<img:02d>.png`` (images 1-2 view 1, 6-7 view 2),
     ``cuhk03_release/cuhk03_new_protocol_config_{detected,labeled}.mat`` (first ``ids``
     identities train; per test identity the first image of each view is a query, the rest
     gallery) and torchreid-style ``splits_classic_{detected,labeled}.json`` with 2 classic
-    splits of ``ids`` test identities each. ``cuhk-03.mat`` (HDF5) is not written. Returns
-    ``out``."""
+    splits of ``ids`` test identities each. Returns ``out``.
+
+    ``mat=True`` (needs h5py) writes the same images into ``cuhk03_release/cuhk-03.mat`` (the
+    release's HDF5 structure, :mod:`common.data.synthetic_cuhk03_mat`, with the classic
+    splits as its ``testsets``) instead of the ``images_*`` folders and the JSON splits, as
+    the data set comes before torchreid has extracted it."""
     from scipy.io import savemat
     rng = np.random.default_rng(seed)
     base = os.path.join(out, "cuhk03")
     idents = _cuhk03_identities(ids)
+    pixels = {}  # mat=True: (kind, campus, pid, image number) -> image
     for kind in ("detected", "labeled"):
         img_dir = os.path.join(base, f"images_{kind}")
         names, labels, roles, owner = [], [], [], []
@@ -262,7 +272,11 @@ def write_cuhk03(out: str, ids: int = 8, seed: int = 0) -> str:
             for img_no in (1, 2, 6, 7):
                 view = 1 if img_no <= 5 else 2
                 name = f"{campus}_{pid:03d}_{view}_{img_no:02d}.png"
-                _put(os.path.join(img_dir, name), label, view - 1, rng)
+                if mat:
+                    pixels[kind, campus, pid, img_no] = domain_shift(render(label, view - 1, rng, H, W), shift,
+                                                                     view - 1)
+                else:
+                    _put(os.path.join(img_dir, name), label, view - 1, rng, shift=shift)
                 names.append(name)
                 owner.append(i)
                 labels.append(label)
@@ -289,6 +303,12 @@ def write_cuhk03(out: str, ids: int = 8, seed: int = 0) -> str:
             splits.append({"train": train, "query": test, "gallery": test,
                            "num_train_pids": len(train_idents), "num_query_pids": ids,
                            "num_gallery_pids": ids})
-        with open(os.path.join(base, f"splits_classic_{kind}.json"), "w", encoding="utf-8") as f:
-            json.dump(splits, f)
+        if not mat:
+            with open(os.path.join(base, f"splits_classic_{kind}.json"), "w", encoding="utf-8") as f:
+                json.dump(splits, f)
+    if mat:
+        from common.data.synthetic_cuhk03_mat import write_cuhk03_mat
+        testsets = [[idents[i][:2] for i in sorted(np.random.default_rng([seed, s]).permutation(2 * ids)[:ids])]
+                    for s in range(2)]
+        write_cuhk03_mat(os.path.join(base, "cuhk03_release", "cuhk-03.mat"), pixels, testsets)
     return out

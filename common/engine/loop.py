@@ -98,6 +98,11 @@ class MethodRun:
         """Whether to evaluate after ``epoch`` besides the ``train.eval_every`` cadence."""
         return False
 
+    def stage_epoch(self, epoch: int) -> int:
+        """``epoch`` counted from the start of its training stage: the ``train.eval_every``
+        cadence counts these (a distillation generation restarts the count)."""
+        return epoch
+
     def on_resume(self, extra: dict) -> None:
         """Called after the resume checkpoint was loaded into model and optimizer."""
 
@@ -194,6 +199,7 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
     save_config(cfg, rd.path)
     log.open(rd.path)
     run.run_dir = rd.path
+    board = None  # TensorBoard scalars (train.tensorboard), closed whatever happens below
     epochs = run.num_epochs(cfg)
     log.line(f"{run.description}; epochs {start}..{epochs - 1}, {len(run)} batches per epoch")
 
@@ -210,6 +216,9 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
     skipped = 0  # consecutive skipped steps (train.nonfinite=skip), across epochs
     from tqdm import tqdm
     try:
+        if t["tensorboard"]:
+            from common.engine.board import ScalarBoard
+            board = ScalarBoard(rd.path)
         with signals.terminate_as_exception():
             for epoch in range(start, epochs):
                 B.device.set_seed(t["seed"] + epoch)
@@ -247,7 +256,7 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
                 log.line(f"epoch {epoch} lr {max(lrs):.2e} " + " ".join(f"{k} {v:.4f}" for k, v in means.items())
                          + f" ({secs:.1f}s)")
                 entry = {"epoch": epoch, "lrs": lrs, "seconds": secs, **means}
-                if (epoch + 1) % t["eval_every"] == 0 or epoch + 1 == epochs or run.eval_due(epoch):
+                if (run.stage_epoch(epoch) + 1) % t["eval_every"] == 0 or epoch + 1 == epochs or run.eval_due(epoch):
                     rows = run.evaluate()
                     log.line("\n" + format_table(rows, run.columns))
                     entry["eval"] = rows
@@ -259,10 +268,14 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
                         history.pop()
                 history.append(entry)
                 log.record(**entry)
+                if board is not None:
+                    board.epoch(entry)
                 save("last", epoch)
             with signals.critical():
                 run.finish()
     except BaseException as exc:
+        if board is not None:
+            board.close()
         if not saved and not t["resume"]:
             rd.discard()  # nothing to resume from: leave no half-written run folder
         if not isinstance(exc, KeyboardInterrupt):
@@ -272,5 +285,7 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
                 else "no checkpoint was written yet; run the same command again")
         raise Interrupted(f"interrupted ({'SIGTERM' if isinstance(exc, signals.Terminated) else 'Ctrl-C'}); "
                           f"{hint}", signals.exit_code(exc)) from None
+    if board is not None:
+        board.close()
     return {"best": best, "best_epoch": best_epoch, "rows": rows, "epoch_seconds": epoch_seconds,
             "run_dir": rd.path, "files": rd.summary(), "num_classes": run.num_classes}

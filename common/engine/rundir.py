@@ -11,10 +11,10 @@ Rules (a run folder is a user's result; nothing overwrites one by accident):
 * A fresh run that fails before its first checkpoint (a corrupt image met in the first
   epoch, divergence, an interrupt) removes what it wrote (:meth:`RunDir.discard`); the
   error names the cause, and the same command can simply be run again.
-* At the start: with ``--overwrite`` the previous run's files are removed; temporary files
-  of killed runs (``*.tmp-<pid>*`` whose process is gone) are removed; a run resumed from
-  another folder gets a copy of that folder's best checkpoint, so every file the final
-  message names exists.
+* At the start: with ``--overwrite`` the previous run's files (``tensorboard/`` included)
+  are removed; temporary files of killed runs (``*.tmp-<pid>*`` whose process is gone) are
+  removed; a run resumed from another folder gets a copy of that folder's best checkpoint,
+  so every file the final message names exists.
 """
 import glob
 import json
@@ -27,6 +27,7 @@ from typing import List, Optional
 from common.errors import ConfigError
 
 RUN_FILES = ("config.yaml", "train.log", "metrics.jsonl")
+RUN_FOLDERS = ("tensorboard",)  # written by a run (train.tensorboard); replaced with it
 _TMP_RE = re.compile(r"\.tmp-(\d+)")
 
 
@@ -105,6 +106,10 @@ class RunDir:
                 p = os.path.join(self.path, name)
                 if os.path.isfile(p):
                     os.remove(p)
+            for name in RUN_FOLDERS:
+                p = os.path.join(self.path, name)
+                if os.path.isdir(p) and not os.path.islink(p):
+                    shutil.rmtree(p)
         for p in stale_temp_files(self.path):
             os.remove(p)
         if resume and os.path.abspath(os.path.dirname(resume)) != os.path.abspath(self.path):

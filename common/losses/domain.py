@@ -73,12 +73,17 @@ def dmmd_distance_sets(emb, P, K):
     return within, between
 
 
-def dmmd(src_emb, tgt_emb, P, K):
+def dmmd(src_emb, tgt_emb, P, K, global_source_grad=False):
     """The three D-MMD alignment terms (SPEC 7 "D-MMD").
 
     Returns ``{'within': mmd(within_src, within_tgt), 'between': mmd(between_src, between_tgt),
     'global': mmd(src_emb, tgt_emb)}``; the sets come from :func:`dmmd_distance_sets`
     (source sets are detached in the backends; the target batch is laid out P x K too).
+
+    ``global_source_grad`` changes no value, only the backends' gradients: False detaches the
+    source features in the global term too; True lets it reach them, as
+    fremigereau/MTDA_KD_REID ``torchreid/losses/maximum_mean_discrepancy.py`` does (it
+    detaches only the distance sets ``wcs``/``bcs``).
     """
     within_s, between_s = dmmd_distance_sets(src_emb, P, K)
     within_t, between_t = dmmd_distance_sets(tgt_emb, P, K)

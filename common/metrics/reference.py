@@ -15,8 +15,9 @@ from common.metrics.ranking import (SYSU_INDOOR_IR_CAM, SYSU_SAME_ROOM_RGB_CAM, 
                                     check_labels, cuhk03_priorities, parse_options)
 
 
-def _removed(protocol, q_pid, q_cam, ranked_pids, ranked_cams):
-    """Mask of the ranked gallery items that the protocol removes for this query (SPEC 5 table)."""
+def removed_from_ranking(protocol, q_pid, q_cam, ranked_pids, ranked_cams):
+    """Mask of the ranked gallery items that the protocol removes for this query (the table of
+    :mod:`common.metrics.ranking`; also used by the ranked-list pictures of ``common/viz``)."""
     if protocol in ('market1501', 'cuhk03', 'mars'):
         return (ranked_pids == q_pid) & (ranked_cams == q_cam)
     if protocol == 'sysu' and q_cam == SYSU_INDOOR_IR_CAM:
@@ -76,7 +77,7 @@ def evaluate_loop(distmat, q_pids, g_pids, q_camids, g_camids, protocol='market1
     cmcs, aps, inps = [], [], []
     for q in range(num_q):
         order = np.argsort(distmat[q], kind='stable')
-        keep = ~_removed(protocol, q_pids[q], q_camids[q], g_pids[order], g_camids[order])
+        keep = ~removed_from_ranking(protocol, q_pids[q], q_camids[q], g_pids[order], g_camids[order])
         kept_pids = g_pids[order][keep]
         matches = kept_pids == q_pids[q]
         if not matches.any():

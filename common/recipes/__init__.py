@@ -20,6 +20,9 @@ RECIPES: Dict[str, str] = {
     "mvd": "common.recipes.mvd",
     "vkd-teacher": "common.recipes.vkd",
     "vkd-student": "common.recipes.vkd",
+    "source": "common.recipes.kdreid",
+    "dmmd": "common.recipes.kdreid",
+    "kd-reid": "common.recipes.kdreid",
 }
 METHODS = tuple(RECIPES)
 # test.py names for a network whatever stage trained it (VKD's eval.py evaluates any TriNet)

@@ -191,6 +191,24 @@ def evaluate_sets(B, model, sets: List[cross_modal.EvalSet], cfg: dict) -> List[
     return rows + (per_trial if len(per_trial) > len(rows) else [])
 
 
+def ranked_inputs(cfg: dict, B, model, select=None, setting=None):
+    """``tools/visualize.py ranked``: a :class:`common.viz.ranked.RankedSet` of one setting
+    (``all``/``indoor`` on SYSU-MM01, ``v2t``/``t2v`` on RegDB; default the first) on its
+    first gallery trial, with the evaluation's features and distance (negative dot product)
+    for the queries ``select(q_pids)`` picks, and RGB/IR tags."""
+    from common.viz import ranked
+    sets = load_eval_sets(cfg, 1)
+    names = [s.name.split("/")[0] for s in sets]
+    s = sets[names.index(ranked.choose_setting(names, setting))]
+    pick = ranked.selected(select, s.q_pids)
+    qf = extract_all(B, model, s.query[pick], s.q_modality, cfg)
+    gf = extract_all(B, model, s.gallery, s.g_modality, cfg)
+    tags = ranked.MODALITY_TAGS
+    return ranked.from_features(s.name.split("/")[0], s.protocol, "neg_dot", qf, gf, s.query[pick], s.gallery,
+                                s.q_pids[pick], s.g_pids, s.q_cams[pick], s.g_cams, [tags[s.q_modality]] * len(pick),
+                                [tags[s.g_modality]] * len(s.g_pids), pick)
+
+
 class MVDRun(MethodRun):
     """The MVD pieces the shared loop drives."""
 

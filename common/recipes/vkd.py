@@ -48,8 +48,8 @@ KEYS = {
     "train_strategy": Key("chunk", "frame selection: chunk (teacher), multiview (student) or temporal",
                           choices=("chunk", "multiview", "temporal", "random")),
     "use_random_erasing": Key(True, "random erasing p 0.5 per frame"),
-    "pretrained": Key(True, "start from ImageNet weights (VKD --pretrained; the file comes from "
-                            "--pretrain, which cannot be downloaded here)"),
+    "pretrained": Key(True, "teacher: start from ImageNet weights (VKD --pretrained; the file comes from "
+                            "--pretrain, which cannot be downloaded here; False: --pretrain is not loaded)"),
     "first_milestone": Key(200, "first MultiStepLR milestone (VKD --first_milestone)", lo=0),
     "step_milestone": Key(50, "spacing of the following milestones (VKD --step_milestone)", lo=1),
     "metric": Key("euclidean", "VKD --metric (recorded; VKD's evaluator always uses the cosine distance)",
@@ -72,7 +72,7 @@ KEYS = {
     "logits_dist": Key("kl", "student: kl (tau^2 KL) or mse between logits", choices=("kl", "mse")),
     "reinit_l4": Key(True, "student: reset layer4 / denseblock4 to ImageNet and the classifier"),
     "reinit_l3": Key(False, "student: reset layer3 too (VKD raises; refused)"),
-    "set_determinism": Key(False, "VKD --set_determinism (cuDNN determinism; no effect on CPU)"),
+    "set_determinism": Key(False, "VKD --set_determinism (recorded: torch runs always use deterministic cuDNN)"),
     "verbose": Key(True, "VKD --verbose (accepted; the log is always written)"),
     "print_epoch_interval": Key(5, "VKD --print_epoch_interval (accepted; every epoch is logged)", lo=1),
 }
@@ -209,18 +209,21 @@ class VKDEvaluator:
         for side in sides.values():
             video.check_frame_files(side.frames, f"evaluation ({side.name.replace('_', ' ')})")
 
-    def __call__(self, model) -> List[dict]:
+    def features(self, model, side: video_eval.EvalSide) -> np.ndarray:
+        """Test features of one side (tracklets or images), batch by batch."""
         d, v = self.cfg["data"], self.cfg["vkd"]
+        bs = d["test_batch"] if side.name.startswith("video") else v["img_test_batch"]
+        source = video_eval.side_batches(d["dataset"], side, bs, size=self.size)
+        return np.concatenate([self.B.vkd.extract(model, b[0], bs)
+                               for b in self.B.data.make_loader(source, 0, d["workers"])])
+
+    def __call__(self, model) -> List[dict]:
         feats = {}
         rows = []
         for name, proto in self.protocols.items():
             for side in (proto.query, proto.gallery):
                 if side.name not in feats:
-                    bs = d["test_batch"] if side.name.startswith("video") else v["img_test_batch"]
-                    source = video_eval.side_batches(d["dataset"], side, bs, size=self.size)
-                    parts = [self.B.vkd.extract(model, b[0], bs)
-                             for b in self.B.data.make_loader(source, 0, d["workers"])]
-                    feats[side.name] = np.concatenate(parts)
+                    feats[side.name] = self.features(model, side)
             q, g = proto.query, proto.gallery
             res = evaluate_features(feats[q.name], feats[g.name], q.pids, g.pids, q.camids, g.camids,
                                     protocol="mars", metric="cosine", max_rank=20)
@@ -284,10 +287,17 @@ def _optimizer(cfg, B, model, lr):
 
 
 def _pretrain_or_warn(cfg, B, model, log):
+    """VKD ``--pretrained`` (model/net.py ``Backbone(pretrained=...)``): True starts the teacher's
+    backbone from the ImageNet file ``--pretrain``; False builds it without ImageNet weights,
+    so a ``--pretrain`` file is then not loaded (a note says so)."""
     v, m = cfg["vkd"], cfg["model"]
-    if m["pretrain"]:
+    if not v["pretrained"]:
+        if m["pretrain"]:
+            log.line(f"note: --pretrained False: '{m['pretrain']}' is not loaded (VKD builds the backbone "
+                     "without ImageNet weights)")
+    elif m["pretrain"]:
         B.weights.load_backbone_pretrained(model, m["pretrain"], arch=m["arch"])
-    elif v["pretrained"]:
+    else:
         log.line(f"warning: VKD starts {m['arch']} from ImageNet weights, which cannot be downloaded here; pass "
                  "--pretrain FILE (torchvision layout). Training from scratch (zero-initialised residual BN)")
 
@@ -338,6 +348,23 @@ def read_extra(path: str) -> dict:
 def load_for_test(B, model, path: str, cfg: dict) -> None:
     """Weights of any VKD checkpoint (this project's files or the reference's state dicts)."""
     B.weights.load_numpy_state(model, vkd_folders.load_state(path, cfg["model"]["arch"]))
+
+
+def ranked_inputs(cfg: dict, B, model, select=None, setting=None):
+    """``tools/visualize.py ranked``: a :class:`common.viz.ranked.RankedSet` of one protocol
+    (``I2V``, ``V2V``, ...; default the dataset's first) with the evaluation's features and
+    cosine distance for the queries ``select(q_pids)`` picks; a tracklet is drawn as its
+    first frame."""
+    from common.viz import ranked
+    evaluator = VKDEvaluator(cfg, B, load_splits(cfg))
+    proto = evaluator.protocols[ranked.choose_setting(list(evaluator.protocols), setting)]
+    q, g = proto.query, proto.gallery
+    pick = ranked.selected(select, q.pids)
+    q = q._replace(records=[q.records[i] for i in pick], pids=q.pids[pick], camids=q.camids[pick],
+                   frames=[q.frames[i] for i in pick])
+    return ranked.from_features(proto.name, "mars", "cosine", evaluator.features(model, q),
+                                evaluator.features(model, g), [r.path[0] for r in q.records],
+                                [r.path[0] for r in g.records], q.pids, g.pids, q.camids, g.camids, q_index=pick)
 
 
 def build_for_test(cfg: dict, B, num_classes: int):

@@ -103,6 +103,11 @@ class StudentRun(_VKDRun):
     def eval_due(self, epoch):
         return (epoch + 1) % self.epochs_per_generation == 0
 
+    def stage_epoch(self, epoch):
+        """train_distill.py evaluates before its epoch ``e`` of a generation when ``e > 0`` and
+        ``e % eval_epoch_interval == 0``: the cadence restarts with every generation."""
+        return epoch % self.epochs_per_generation
+
     def begin_epoch(self, epoch):
         E = self.epochs_per_generation
         if epoch == 0 or epoch % E:

@@ -185,6 +185,7 @@ CASES = [
      gen_prob_pair_sharp, "flat"),
     ("sinkhorn_at_once", "sinkhorn_distance", {}, gen_prob_pair_flat, "flat"),
     ("dmmd_P3K2", "dmmd", {"P": 3, "K": 2}, gen_dmmd, "flat"),
+    ("dmmd_P3K2_global_source_grad", "dmmd", {"P": 3, "K": 2, "global_source_grad": True}, gen_dmmd, "flat"),
     ("cosine_relation_kd", "cosine_relation_kd", {}, gen_emb_pair, "flat"),
 ]
 # every loss_func; kl_form only changes 'id+tri+kldiv', so both forms are crossed with it only
@@ -343,10 +344,12 @@ def test_mindspore_value_matches_spec_and_grad_matches_torch(case, ms_mode):
 
 def test_detached_inputs_get_no_gradient():
     """SPEC 7: teacher (kd_kl, kd_mse, distance_preserving, cosine_relation_kd), observation
-    (vsd, vcd, kl_div_original) and source (dmmd) sides are detached."""
+    (vsd, vcd, kl_div_original) and source (dmmd) sides are detached; MTDA's D-MMD
+    (``global_source_grad``) lets the global term reach the source features."""
     detached = {"kd_kl_tau4": [1], "kd_mse": [1], "distance_preserving": [1],
                 "cosine_relation_kd": [1], "vsd_T1": [0], "vcd": [0, 2],
-                "kl_div_original": [0], "dmmd_P3K2": [0], "vml": []}
+                "kl_div_original": [0], "dmmd_P3K2": [0], "dmmd_P3K2_global_source_grad": [],
+                "vml": []}
     for case in CASES:
         if case[0] not in detached:
             continue

@@ -30,6 +30,11 @@ STEP_NOISE_REL = 1e-3
 STEP_FLIP_MAX_DIFF_LR = 2.0 * 1.001
 # ... and such elements are rare: at most this fraction of all parameter elements.
 STEP_MAX_FLIPPED_FRACTION = 1e-4
+# ... except tensors whose gradient is zero in exact arithmetic (KNOWN_GAPS.md "Adam on a
+# structurally zero gradient": a Linear bias feeding a train-mode BatchNorm, e.g. MTDA's feat.bias):
+# a tensor whose largest gradient is below this fraction of the network's largest holds only float
+# noise, which Adam scales to +-lr; each element may then differ by STEP_FLIP_MAX_DIFF_LR * lr.
+STEP_STRUCTURAL_ZERO_REL = 1e-4
 # The optimizer alone, both backends fed the SAME gradients (no forward/backward noise):
 # parameters after two Adam/SGD steps agree to float32 rounding of O(1) weights.
 OPTIMIZER_SAME_GRADS_ATOL = 1e-6

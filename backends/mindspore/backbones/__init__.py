@@ -13,8 +13,8 @@ MTDA's ResNet-50, trunk + ``feat``/``feat_bn`` embedding + classifier) that retu
 ``(logits, embedding)`` and offer ``extract``; ``load_pretrained_by_name`` loads ImageNet or
 reference checkpoints into them torchreid-style (same name and shape, others reported).
 """
-from common.backbones import BACKBONE_ALIASES, canonical_backbone_name
-from common.kdreid_models import OSNET_CHANNELS, RESNET_NAME
+from common.backbones import backbone_table, build_from_table
+from common.kdreid_models import build_reid_from_table, reid_model_table
 
 from .bam import BAMResNet
 from .densenet import DenseNet
@@ -28,45 +28,23 @@ __all__ = ["BACKBONES", "build_backbone", "ResNet", "BAMResNet", "DenseNet", "Mo
            "ChannelAttention", "BLOCKS_PER_DEPTH", "REID_MODELS", "build_reid_model", "OSNet", "ReIDResNet",
            "load_pretrained_by_name"]
 
+# name -> constructor(**kwargs) (the table is made by common.backbones.backbone_table); the
+# constructors' keyword options are listed per name in common.backbones.BACKBONE_FACTS[name].options
+BACKBONES = backbone_table(ResNet, BAMResNet, DenseNet, MobileNetV2)
 
-def _with_depth(cls, depth):
-    def make(**kwargs):
-        return cls(depth=depth, **kwargs)
-    make.__doc__ = f"{cls.__name__}(depth={depth}, **kwargs)"
-    return make
-
-
-# name -> constructor(**kwargs); the constructors' keyword options are listed per name in
-# common.backbones.BACKBONE_FACTS[name].options (plus each one's size knob).
-BACKBONES = {f"resnet{d}": _with_depth(ResNet, d) for d in BLOCKS_PER_DEPTH}
-BACKBONES.update({f"resnet{d}bam": _with_depth(BAMResNet, d) for d in (50, 101)})
-BACKBONES["densenet121"] = DenseNet
-BACKBONES["mobilenet"] = MobileNetV2
-BACKBONES.update({alias: BACKBONES[name] for alias, name in BACKBONE_ALIASES.items()})
+# Complete re-ID models (trunk + embedding head + classifier) of KD-REID, by MTDA's names, kept
+# apart from BACKBONES (bare feature maps for the heads of heads.py): these return
+# (logits, embedding). name -> constructor(num_classes, fc_dim=2048, <size knob>): OSNet's knob
+# is ``channels`` (4 ints), ResNet-50's is ``width``.
+REID_MODELS = reid_model_table(build_osnet, build_reid_resnet)
 
 
 def build_backbone(name: str, **kwargs):
     """The backbone called ``name`` (a key of :data:`BACKBONES`) built with ``kwargs``;
     ConfigError for an unknown name."""
-    return BACKBONES[canonical_backbone_name(name)](**kwargs)
-
-
-def _osnet(name):
-    def make(num_classes, **kwargs):
-        return build_osnet(name, num_classes, **kwargs)
-    return make
-
-
-# Complete re-ID models (trunk + embedding head + classifier) of KD-REID, by MTDA's names.
-# Kept apart from BACKBONES, whose entries return bare feature maps for the heads of
-# heads.py: these carry their own head and return (logits, embedding).
-# name -> constructor(num_classes, fc_dim=2048, <size knob>): OSNet's knob is ``channels``
-# (4 ints), ResNet-50's is ``width``.
-REID_MODELS = dict({name: _osnet(name) for name in OSNET_CHANNELS}, **{RESNET_NAME: build_reid_resnet})
+    return build_from_table(BACKBONES, name, **kwargs)
 
 
 def build_reid_model(name: str, num_classes: int, **kwargs):
     """The KD-REID model called ``name`` (a key of :data:`REID_MODELS`) with ``kwargs``."""
-    if name not in REID_MODELS:
-        raise ValueError(f"unknown re-ID model {name!r}: expected one of {', '.join(sorted(REID_MODELS))}")
-    return REID_MODELS[name](num_classes, **kwargs)
+    return build_reid_from_table(REID_MODELS, name, num_classes, **kwargs)
