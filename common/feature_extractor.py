@@ -1,10 +1,10 @@
 """Features of images from a trained network, in five lines:
 
     from common.feature_extractor import FeatureExtractor
-    extract = FeatureExtractor("logs/run/torch_best.pth")      # or model.onnx / model.mindir
-    feats = extract(["a.jpg", "b.jpg"])                          # (2, D) float32
-    query, gallery = feats[:1], feats[1:]
-    scores = query @ gallery.T                                   # MVD's and VKD's features are unit length
+    extract = FeatureExtractor("logs/toy/torch_best.pth")       # or model.onnx / model.mindir
+    feats = extract(["query.jpg", "g1.jpg", "g2.jpg"])           # (3, D) float32
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)        # unit length (MVD, KD-REID: already)
+    ranking = np.argsort(-feats[1:] @ feats[0])                  # gallery by cosine similarity
 
 :class:`FeatureExtractor` takes a checkpoint of either framework (run by ``backend``, default
 ``$REID_BACKEND`` then torch, through the method's ``extract`` as test.py evaluates it) or a
