@@ -7,7 +7,10 @@ kwargs, e.g. MVD's modality, are fixed at export time). The file carries ``metad
 input description of :mod:`common.inference`) in its ``metadata_props``; the weights are
 stored inside the file (not as external data), which ONNX allows up to 2 GB.
 """
+import contextlib
+import logging
 import os
+import warnings
 from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
@@ -38,6 +41,22 @@ class FeatureNet(nn.Module):
         return self.model.extract(x, **self.extract_kwargs)
 
 
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The exporter's notes that concern it, not the user (torchvision's missing operators,
+    its own deprecation warnings), silenced while it runs."""
+    log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        log.setLevel(level)
+
+
 def _example(input_shape: Sequence[Optional[int]]) -> torch.Tensor:
     """A random input of ``input_shape`` with 2 for every dynamic (None) dimension (torch.export
     specialises dimensions of size 0 and 1)."""
@@ -56,7 +75,7 @@ def export_features(model: nn.Module, path: str, input_shape: Sequence[Optional[
     dynamic = [i for i, d in enumerate(input_shape) if d is None]
     dims = {i: torch.export.Dim(_DIM_NAMES[k] if k < len(_DIM_NAMES) else f"dim{i}", min=1)
             for k, i in enumerate(dynamic)}
-    with torch.no_grad():
+    with torch.no_grad(), _quiet_exporter():
         try:
             program = torch.onnx.export(net, (_example(input_shape),), None, input_names=[input_name],
                                         output_names=["features"], dynamic_shapes={"x": dims}, dynamo=True,
