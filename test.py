@@ -28,20 +28,6 @@ for _flag in (Flag(("--num_test_images",), "vkd.num_test_images", int, "VKD eval
               Flag(("--img_test_batch",), "vkd.img_test_batch", int, "VKD eval.py: images per forward pass"),
               Flag(("-j", "--workers"), "data.workers", int, "data-loading worker processes")):
     TEST_FLAGS[_flag.names[0]] = _flag
-# what evaluation may change for every method (each recipe adds its TEST_KEYS)
-COMMON_TEST_KEYS = ("train.resume", "train.seed", "data.*", "runtime.*", "method.name")
-
-
-def _allowed(dotted: str, patterns) -> bool:
-    section = dotted.split(".")[0]
-    return any(p == dotted or p == f"{section}.*" for p in patterns)
-
-
-def _changed_keys(old: dict, new: dict):
-    for section, values in new.items():
-        for key, value in values.items():
-            if (old.get(section) or {}).get(key) != value:
-                yield f"{section}.{key}"
 
 
 def make_parser():
@@ -69,7 +55,7 @@ def resolve(args, flags=None) -> Resolved:
     ``tools/visualize.py ranked``."""
     import backends
     from common import mvd_import, recipes
-    from common.config import load_yaml, validate
+    from common.checkpoint_model import check_test_changes, stored_config
     from common.errors import ConfigError, ReidError
     flags = TEST_FLAGS if flags is None else flags
     probe = config_from_args(args, flags)
@@ -79,49 +65,36 @@ def resolve(args, flags=None) -> Resolved:
                         "VKD run folder)")
     B = backends.get(probe["runtime"]["backend"])
     recipe = recipes.get(probe["method"]["name"])
-    stored, imported = None, False
+    stored = None
     if os.path.isdir(path) and hasattr(recipe, "test_checkpoint"):
         path, stored = recipe.test_checkpoint(probe)
     extra = recipe.read_extra(path) if hasattr(recipe, "read_extra") else B.checkpoint.read_extra(path)
-    if extra.get("imported_from") == mvd_import.IMPORTED_FROM:
-        stored, imported = validate(load_yaml(os.path.join(recipes.CONFIG_DIR, mvd_import.CONFIG_FILE))), True
+    stored, num_classes, imported = stored_config(path, extra, stored)
+    if imported:
         print(f"note: '{path}' is a checkpoint of the original MVD code: evaluated as configs/"
               f"{mvd_import.CONFIG_FILE} (with your --config/--set/flags, which describe its network)")
-    elif "config" in extra and "num_classes" in extra:
-        stored = validate(extra["config"])
-    elif stored is None:
-        raise ReidError(f"'{path}' carries no reid-kd configuration; expected a checkpoint written by train.py, "
-                        "one of the original MVD code (checkpoint.pth.tar) or a VKD run folder")
-    num_classes = int(extra.get("num_classes") or stored["num_classes"])
-    stored.pop("num_classes", None)
     asked = recipes.TEST_ALIASES.get(args.method, args.method) if args.method else None
     if asked and recipes.get(asked) is not recipes.get(stored["method"]["name"]):
         raise ConfigError(f"'{path}' holds a {stored['method']['name']!r} model, not {args.method!r}")
     cfg = config_from_args(args, flags, base=stored)
     cfg["train"]["resume"] = path
     recipe = recipes.get(cfg["method"]["name"])
-    allowed = COMMON_TEST_KEYS + tuple(recipe.TEST_KEYS)
-    # an imported checkpoint stores no configuration: the command line describes its network
-    bad = [] if imported else [k for k in _changed_keys(stored, cfg) if not _allowed(k, allowed)]
-    if bad:
-        raise ConfigError(f"test.py cannot change {', '.join(bad)} (it shapes the trained model); "
-                          f"evaluation may change {', '.join(allowed)}")
+    if not imported:  # an imported checkpoint stores no configuration: the command line describes its network
+        check_test_changes(stored, cfg)
     return Resolved(cfg, B, recipe, num_classes, path)
 
 
 def load_model(r: Resolved):
     """(model with the checkpoint's weights, evaluate() -> rows): the backend set up from the
     configuration, the recipe's ``build_for_test`` network, the weights of ``r.path``."""
+    from common.checkpoint_model import load_weights
     from common.engine.loop import setup_backend
     from common.errors import ReidError
     if not r.cfg["data"]["data_path"]:
         raise ReidError("no dataset given: pass --data-path DIR")
     setup_backend(r.B, r.cfg)
     model, evaluate = r.recipe.build_for_test(r.cfg, r.B, r.num_classes)
-    if hasattr(r.recipe, "load_for_test"):
-        r.recipe.load_for_test(r.B, model, r.path, r.cfg)
-    else:
-        r.B.checkpoint.load_checkpoint(r.path, model)
+    load_weights(r.B, model, r.path, r.cfg)
     return model, evaluate
 
 

@@ -257,6 +257,15 @@ def build(cfg: dict, B, log) -> MVDRun:
     return MVDRun(cfg, B, model, optimizer, trainer, loader, sets, num_classes, description)
 
 
+def test_input(cfg: dict, modality=None) -> dict:
+    """What ``extract`` takes (common/inference.py; tools.export, FeatureExtractor): NCHW
+    images through :class:`common.transforms.CrossModalTest` (``mvd.resize``), seen as
+    ``modality`` (default visible; only ``mvd.test_feature=concat`` depends on it)."""
+    modality = modality or "visible"
+    return {"layout": "images", "resize": cfg["mvd"]["resize"], "modality": modality,
+            "extract_kwargs": {"modality": modality}}
+
+
 def build_for_test(cfg: dict, B, num_classes: int):
     """(model, evaluate() -> rows) for test.py: the network of ``cfg`` (weights loaded by the
     caller) and its evaluation on ``data.eval_trials`` galleries."""

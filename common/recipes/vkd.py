@@ -368,8 +368,14 @@ def ranked_inputs(cfg: dict, B, model, select=None, setting=None):
 
 
 def build_for_test(cfg: dict, B, num_classes: int):
-    """(model, evaluate() -> rows) for test.py."""
+    """(model, evaluate() -> rows) for test.py; the data are read by evaluate()."""
     check(dict(cfg, method={"name": "vkd-teacher"}))
     model = B.vkd.build_model(cfg, num_classes)
-    evaluator = VKDEvaluator(cfg, B, load_splits(cfg))
-    return model, lambda: evaluator(model)
+    return model, lambda: VKDEvaluator(cfg, B, load_splits(cfg))(model)
+
+
+def test_input(cfg: dict, modality=None) -> dict:
+    """What ``extract`` takes (common/inference.py; tools.export, FeatureExtractor): clips
+    ``(N, T, 3, H, W)`` of frames through :class:`common.transforms.VideoTest` (bicubic);
+    one image is a one-frame clip (VKD's image-to-X query sides)."""
+    return {"layout": "clips", "resize": "bicubic"}

@@ -55,7 +55,7 @@ class ReIDResNet(ResNet):
     def extract(self, x):
         """Test feature: the L2-normalised embedding (MTDA's eval-mode output; call
         ``set_train(False)`` first for the reference's behaviour)."""
-        return l2_normalize_rows(self(x)[1])
+        return l2_normalize_rows(self.construct(x)[1])
 
 
 def build_reid_resnet(num_classes, fc_dim=DEFAULT_FC_DIM, width=64, **kwargs):
