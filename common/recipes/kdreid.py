@@ -101,10 +101,10 @@ KEYS = {
     "student_source_forward": Key(True, "kd-reid: run the student on the source batch every step even when no "
                                         "term reads it, as the reference (its BN running statistics see source "
                                         "batches); false skips that forward"),
-    "stda": Key("D-MMD", "--stda: teachers' adaptation (SpCL teachers are not built)", choices=("D-MMD",)),
+    "stda": Key("D-MMD", "--stda: teachers' adaptation; SPCL (SpCL teachers) is accepted, as the reference's "
+                         "choice, and refused as not built", choices=("D-MMD", "SPCL")),
     "multi_head": Key(False, "--multi-head: one embedding head per target (not built)"),
     "print_freq": Key(100, "--print-freq (accepted; every epoch is logged)", lo=1),
-    "tensorboard": Key(False, "--tensorboard (accepted; metrics.jsonl is always written)"),
     "dropout": Key(0.0, "--dropout (accepted; unused by the reference's networks)", lo=0.0, hi=1.0),
     "memory_momentum": Key(0.2, "--momentum: 'hybrid memory' momentum, unused by the reference (not SGD's)",
                            lo=0.0, hi=1.0),
@@ -138,7 +138,7 @@ def _flags():
         (("--width",), "data.width", int, None), (("-j", "--workers"), "data.workers", int, None),
         (("--features",), k + "features", int, None), (("--optimizer",), "optim.name", str, None),
         (("--scheduler",), k + "scheduler", str, None), (("--print-freq",), k + "print_freq", int, None),
-        (("--tensorboard",), k + "tensorboard", "store_true", None), (("--dropout",), k + "dropout", float, None),
+        (("--tensorboard",), "train.tensorboard", "store_true", None), (("--dropout",), k + "dropout", float, None),
         (("--momentum",), k + "memory_momentum", float, None),
         (("--multi-head",), k + "multi_head", "store_true", None), (("--stda",), k + "stda", str, None),
         (("--log-loss",), k + "log_loss", "store_true", None),
@@ -204,6 +204,9 @@ def check(cfg: dict) -> None:
         raise ConfigError("kdreid.osnet_channels needs 4 values and kdreid.osnet_blocks 3 ([] for the defaults)")
     if k["multi_head"]:
         raise ConfigError("--multi-head is not built (one embedding head per target)")
+    if k["stda"] != "D-MMD":
+        raise ConfigError(f"--stda {k['stda']} is not built (SpCL teachers with domain-specific BatchNorm); the "
+                          "teachers must be D-MMD models: --stda D-MMD")
     if method == "kd-reid":
         _check_kd(k)
 
