@@ -13,6 +13,7 @@ tests/test_kdreid_flag_effects_data.py. Most tests stop train.py at the recipe's
 """
 import importlib
 import json
+import os
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ import yaml
 import train as train_cli
 from common.losses import classification as cls_spec, domain as domain_spec
 from common.recipes import kdreid as kd_recipe
+from common.recipes import kdreid_data as kd_data
 from common.recipes.kdreid_data import stream_key
 from kdreid_tiny import argv, checkpoints, kd_argv, make_data, state
 from tests.parity.tolerances import LOSS_VS_SPEC_RTOL
@@ -122,17 +124,18 @@ def _refused(capsys, argv_, log_dir, words):
 
 def test_arch_flags_build_those_networks(root, ck, tmp_path):
     """-a: the network source / dmmd train (OSNet: conv5, no layer4; ResNet-50: layer4);
-    -as: the kd-reid student; -at: its teachers (here OSNet ones, from OSNet checkpoints)."""
-    def kind(keys):
-        return "osnet" if "conv5.conv.weight" in keys and "layer4.0.conv1.weight" not in keys else \
-            "resnet" if "layer4.0.conv1.weight" in keys and "conv5.conv.weight" not in keys else "?"
-    for arch, expected in (("osnet_x0_25", "osnet"), ("resnet50", "resnet")):
+    -as: the kd-reid student; -at: its teachers (OSNet or ResNet-50 ones, from such checkpoints)."""
+    def arch_of(keys):
+        osnet, resnet = "conv5.conv.weight" in keys, "layer4.0.conv1.weight" in keys
+        return "osnet_x0_25" if osnet and not resnet else "resnet50" if resnet and not osnet else "?"
+    for arch in ("osnet_x0_25", "resnet50"):
         b = _build(argv("source", root, tmp_path, "-a", arch))
-        assert kind(state(b, b.run.model)) == expected and b.run.arch == arch
-    b = _build(argv("kd-reid", root, tmp_path, "-dt", "dukemtmcreid", "cuhk03", "-as", "resnet50",
-                    "-at", "osnet_x0_25", "-mpt", *ck.osnet))
-    assert kind(state(b, b.run.model)) == "resnet" and b.run.arch == "resnet50"
-    assert [kind(state(b, t)) for t in b.run.trainer.teachers] == ["osnet", "osnet"]
+        assert arch_of(state(b, b.run.model)) == arch and b.run.arch == arch
+    for student, teacher, files in (("resnet50", "osnet_x0_25", ck.osnet), ("osnet_x0_25", "resnet50", ck.resnet)):
+        b = _build(argv("kd-reid", root, tmp_path, "-dt", "dukemtmcreid", "cuhk03", "-as", student, "-at", teacher,
+                        "-mpt", *files))
+        assert arch_of(state(b, b.run.model)) == student and b.run.arch == student
+        assert [arch_of(state(b, t)) for t in b.run.trainer.teachers] == [teacher] * 2
 
 
 def test_model_path_flags_load_those_checkpoints(root, ck, tmp_path):
@@ -236,14 +239,26 @@ class Recorder:
         return self.shift[(self._n - 1) % self.T]
 
 
+FOLDERS = {"Market-1501": "market1501", "DukeMTMC-reID": "dukemtmcreid", "cuhk03": "cuhk03"}
+
+
 def _epoch_steps(b, **recorder):
-    """Per batch of epoch 0: (the batch, the targets of the student steps it caused, in order)."""
+    """Per batch of epoch 0: (the batch, the targets of the student steps it caused in order,
+    the data set of each 4-image part of the batch, from the files read)."""
     b.run.trainer = rec = Recorder(b.run.T, **recorder)
-    out = []
-    for batch in b.run.batches(0):
-        before = len(rec.steps)
-        b.run.train_step(batch)
-        out.append((batch, rec.steps[before:]))
+    read, out = [], []
+    real = kd_data.read_image
+
+    def spy(path):
+        read.append(next(name for folder, name in FOLDERS.items() if f"{os.sep}{folder}" in path))
+        return real(path)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kd_data, "read_image", spy)
+        for batch in b.run.batches(0):
+            before = len(rec.steps)
+            b.run.train_step(batch)
+            out.append((batch, rec.steps[before:], [read[i] for i in range(0, len(read), 4)]))
+            read.clear()
     return out
 
 
@@ -255,14 +270,17 @@ def test_target_alt_full_trains_the_targets_one_after_another(root, ck, tmp_path
     full = _build(kd_argv(root, tmp_path, ck, "--target-alt", "full", "--target-order", "fixed",
                           "--set", "data.max_batches=0"))
     steps = _epoch_steps(full)
-    assert all(len(s) == 1 and s[0][1] is batch[2] and s[0][0] == int(batch[4][0]) for batch, s in steps)
-    order = [s[0][0] for _, s in steps]
+    targets = ["dukemtmcreid", "cuhk03"]
+    for batch, s, sets in steps:
+        assert len(s) == 1 and s[0][1] is batch[2] and s[0][0] == int(batch[4][0])
+        assert sets == ["market1501", targets[s[0][0]]]
     streams = full.run.streams
     lengths = [min(len(streams[0].perm(stream_key(0, 1 + t))), len(streams[1 + t].perm(stream_key(0)))) for t in (0, 1)]
-    assert order == [0] * lengths[0] + [1] * lengths[1]
+    assert [s[0][0] for _, s, _ in steps] == [0] * lengths[0] + [1] * lengths[1]
     batch_mode = _build(kd_argv(root, tmp_path, ck, "--target-order", "fixed"))
-    for batch, s in _epoch_steps(batch_mode):
+    for batch, s, sets in _epoch_steps(batch_mode):
         assert [ix for ix, _ in s] == [0, 1] and s[0][1] is batch[2] and s[1][1] is batch[4]
+        assert sets == ["market1501", *targets]
 
 
 def test_target_order_decides_the_order_of_the_student_steps(root, ck, tmp_path):
@@ -273,7 +291,7 @@ def test_target_order_decides_the_order_of_the_student_steps(root, ck, tmp_path)
     def orders(*flags, **recorder):
         b = _build(kd_argv(root, tmp_path, ck, *flags, "--set", "data.max_batches=0"))
         got = _epoch_steps(b, **recorder)
-        return [tuple(ix for ix, _ in s) for _, s in got], b.run.trainer
+        return [tuple(ix for ix, _ in s) for _, s, _ in got], b.run.trainer
     fixed, _ = orders("--target-order", "fixed")
     assert set(fixed) == {(0, 1)} and len(fixed) > 2
     shift, rec = orders("--target-order", "shift", shift=(5.0, 1.0))
