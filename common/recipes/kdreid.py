@@ -30,6 +30,8 @@ training steps ``backends/<fw>/kdreid.py``.
 """
 from typing import List
 
+import numpy as np
+
 from common.config import Key
 from common.errors import ConfigError
 from common.kdreid_models import OSNET_CHANNELS, REID_MODEL_NAMES, RESNET_NAME
@@ -311,6 +313,22 @@ def build(cfg: dict, B, log):
                      f"{head} with {B.name}: student {arch} ({init}), {len(teachers)} {k['arch_teacher']} teachers, "
                      f"{k['target_alt']} alternation, {k['target_order']} order", streams, tf, sets)
     return run.setup(arch, trainer, k["targets"])
+
+
+def ranked_inputs(cfg: dict, B, model, select=None, setting=None):
+    """``tools/visualize.py ranked``: a :class:`common.viz.ranked.RankedSet` of one evaluated
+    data set (a setting per target, or a source model's own test sets; default the first),
+    with the evaluation's features, distance and protocol (``kdreid_data.protocol_of``: the
+    classic CUHK03 split's single-gallery-shot metric, else Market-1501's same-identity
+    same-camera removal), for the queries ``select(q_pids)`` picks; tiles are the image files."""
+    from common.viz import ranked
+    (s,) = kd_data.eval_sets(cfg, [ranked.choose_setting(eval_names(cfg), setting)])
+    pick = ranked.selected(select, np.array([r.pid for r in s.query], np.int64))
+    query = [s.query[i] for i in pick]
+    qf, gf = kd_data.extract_features(B, model, query, cfg), kd_data.extract_features(B, model, s.gallery, cfg)
+    return ranked.from_features(s.name, s.protocol, kd_data.METRIC, qf, gf, [r.path for r in query],
+                                [r.path for r in s.gallery], [r.pid for r in query], [r.pid for r in s.gallery],
+                                [r.camid for r in query], [r.camid for r in s.gallery], q_index=pick)
 
 
 def build_for_test(cfg: dict, B, num_classes: int):
