@@ -3,7 +3,7 @@ the flag changes in a run: files, tensors, logged numbers, the message of a refu
 the table below names it. ``test_every_flag_has_an_effect_test`` fails when a flag is added
 without a row, or when a row names a test that does not exist. The tests of the shared and
 MVD flags that no other file covers live here; the VKD rows are in
-tests/test_vkd_flag_effects.py.
+tests/test_vkd_flag_effects.py, the KD-REID rows in tests/test_kdreid_flag_effects.py.
 """
 import ast
 import json
@@ -15,6 +15,7 @@ import pytest
 import test as test_cli
 import train as train_cli
 from common.data import synthetic
+from test_kdreid_flag_effects import KDREID_EFFECTS
 from test_vkd_flag_effects import VKD_EFFECTS
 from tiny import TINY, make_sysu, train_argv
 
@@ -80,7 +81,7 @@ def _defined_tests(path):
 @pytest.mark.parametrize("program", ["train.py", "test.py"])
 def test_every_flag_has_an_effect_test(program):
     parser = train_cli.make_parser()[0] if program == "train.py" else test_cli.make_parser()
-    table = {**VKD_EFFECTS, **(TRAIN_EFFECTS if program == "train.py" else TEST_EFFECTS)}
+    table = {**VKD_EFFECTS, **KDREID_EFFECTS, **(TRAIN_EFFECTS if program == "train.py" else TEST_EFFECTS)}
     missing = sorted(_option_names(parser) - set(table))
     assert not missing, f"{program} flags without an effect test in tests/test_flag_effects.py: {missing}"
     for flag in _option_names(parser):

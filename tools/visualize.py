@@ -9,9 +9,9 @@
 test.py loads it (its stored configuration; test.py's flags, ``--set`` and ``--config`` may
 change what evaluation may change). Each query is drawn followed by its ``--topk`` nearest
 gallery items of one evaluation setting (``--setting``: SYSU-MM01 ``all``/``indoor``, RegDB
-``v2t``/``t2v``, VKD ``I2V``/``V2V``/...; default the first), a green frame for the query's
-identity and a red one otherwise, with rank, identity, camera and the RGB/IR tag on
-cross-modal data (VKD tracklets: their first frame). One PNG per query,
+``v2t``/``t2v``, VKD ``I2V``/``V2V``/..., KD-REID a data set such as ``cuhk03``; default the
+first), a green frame for the query's identity and a red one otherwise, with rank, identity,
+camera and the RGB/IR tag on cross-modal data (VKD tracklets: their first frame). One PNG per query,
 ``OUT/<setting>_q<index>_id<pid>.png``, or all of them in ``OUT/<setting>_ranked.png`` with
 ``--grid`` (layout: common/viz/ranked.py).
 

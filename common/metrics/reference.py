@@ -47,8 +47,9 @@ def _first_per_pid(pids):
     return mask
 
 
-def _best_per_pid(pids, priority):
-    """Mask keeping, for every pid, its item of highest priority (one random shot per pid)."""
+def best_per_pid(pids, priority):
+    """Mask keeping, for every pid, its item of highest priority (one random shot per pid:
+    the CUHK03 single-gallery-shot draw; also used by the ranked-list pictures of ``common/viz``)."""
     order = np.lexsort((-priority, pids))
     group_start = np.r_[True, pids[order][1:] != pids[order][:-1]]
     mask = np.zeros(len(pids), bool)
@@ -88,7 +89,7 @@ def evaluate_loop(distmat, q_pids, g_pids, q_camids, g_camids, protocol='market1
         if protocol == 'sysu':
             cmcs.append(_cmc_curve(matches[_first_per_pid(kept_pids)], max_rank))
         elif protocol == 'cuhk03':
-            shots = [_cmc_curve(matches[_best_per_pid(kept_pids, prio[order][keep])], max_rank)
+            shots = [_cmc_curve(matches[best_per_pid(kept_pids, prio[order][keep])], max_rank)
                      for prio in priorities]
             cmcs.append(np.mean(shots, axis=0))
         else:

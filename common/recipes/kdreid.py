@@ -30,6 +30,8 @@ training steps ``backends/<fw>/kdreid.py``.
 """
 from typing import List
 
+import numpy as np
+
 from common.config import Key
 from common.errors import ConfigError
 from common.kdreid_models import OSNET_CHANNELS, REID_MODEL_NAMES, RESNET_NAME
@@ -101,10 +103,10 @@ KEYS = {
     "student_source_forward": Key(True, "kd-reid: run the student on the source batch every step even when no "
                                         "term reads it, as the reference (its BN running statistics see source "
                                         "batches); false skips that forward"),
-    "stda": Key("D-MMD", "--stda: teachers' adaptation (SpCL teachers are not built)", choices=("D-MMD",)),
+    "stda": Key("D-MMD", "--stda: teachers' adaptation; SPCL (SpCL teachers) is accepted, as the reference's "
+                         "choice, and refused as not built", choices=("D-MMD", "SPCL")),
     "multi_head": Key(False, "--multi-head: one embedding head per target (not built)"),
     "print_freq": Key(100, "--print-freq (accepted; every epoch is logged)", lo=1),
-    "tensorboard": Key(False, "--tensorboard (accepted; metrics.jsonl is always written)"),
     "dropout": Key(0.0, "--dropout (accepted; unused by the reference's networks)", lo=0.0, hi=1.0),
     "memory_momentum": Key(0.2, "--momentum: 'hybrid memory' momentum, unused by the reference (not SGD's)",
                            lo=0.0, hi=1.0),
@@ -138,7 +140,7 @@ def _flags():
         (("--width",), "data.width", int, None), (("-j", "--workers"), "data.workers", int, None),
         (("--features",), k + "features", int, None), (("--optimizer",), "optim.name", str, None),
         (("--scheduler",), k + "scheduler", str, None), (("--print-freq",), k + "print_freq", int, None),
-        (("--tensorboard",), k + "tensorboard", "store_true", None), (("--dropout",), k + "dropout", float, None),
+        (("--tensorboard",), "train.tensorboard", "store_true", None), (("--dropout",), k + "dropout", float, None),
         (("--momentum",), k + "memory_momentum", float, None),
         (("--multi-head",), k + "multi_head", "store_true", None), (("--stda",), k + "stda", str, None),
         (("--log-loss",), k + "log_loss", "store_true", None),
@@ -204,6 +206,9 @@ def check(cfg: dict) -> None:
         raise ConfigError("kdreid.osnet_channels needs 4 values and kdreid.osnet_blocks 3 ([] for the defaults)")
     if k["multi_head"]:
         raise ConfigError("--multi-head is not built (one embedding head per target)")
+    if k["stda"] != "D-MMD":
+        raise ConfigError(f"--stda {k['stda']} is not built (SpCL teachers with domain-specific BatchNorm); the "
+                          "teachers must be D-MMD models: --stda D-MMD")
     if method == "kd-reid":
         _check_kd(k)
 
@@ -308,6 +313,22 @@ def build(cfg: dict, B, log):
                      f"{head} with {B.name}: student {arch} ({init}), {len(teachers)} {k['arch_teacher']} teachers, "
                      f"{k['target_alt']} alternation, {k['target_order']} order", streams, tf, sets)
     return run.setup(arch, trainer, k["targets"])
+
+
+def ranked_inputs(cfg: dict, B, model, select=None, setting=None):
+    """``tools/visualize.py ranked``: a :class:`common.viz.ranked.RankedSet` of one evaluated
+    data set (a setting per target, or a source model's own test sets; default the first),
+    with the evaluation's features, distance and protocol (``kdreid_data.protocol_of``: the
+    classic CUHK03 split's single-gallery-shot metric, else Market-1501's same-identity
+    same-camera removal), for the queries ``select(q_pids)`` picks; tiles are the image files."""
+    from common.viz import ranked
+    (s,) = kd_data.eval_sets(cfg, [ranked.choose_setting(eval_names(cfg), setting)])
+    pick = ranked.selected(select, np.array([r.pid for r in s.query], np.int64))
+    query = [s.query[i] for i in pick]
+    qf, gf = kd_data.extract_features(B, model, query, cfg), kd_data.extract_features(B, model, s.gallery, cfg)
+    return ranked.from_features(s.name, s.protocol, kd_data.METRIC, qf, gf, [r.path for r in query],
+                                [r.path for r in s.gallery], [r.pid for r in query], [r.pid for r in s.gallery],
+                                [r.camid for r in query], [r.camid for r in s.gallery], q_index=pick)
 
 
 def build_for_test(cfg: dict, B, num_classes: int):

@@ -26,6 +26,7 @@ from common.samplers import RandomIdentitySampler
 
 IMAGE_DATASETS = ("market1501", "dukemtmcreid", "msmt17", "cuhk03")
 SUB_KEYS = 4096  # permutations per stream and epoch (restarts, target positions)
+METRIC = "sqeuclidean"  # evaluation distance (torchreid's default 'euclidean' is the squared distance)
 
 
 def stream_key(epoch: int, sub: int = 0) -> int:
@@ -180,27 +181,28 @@ def eval_sets(cfg: dict, names: Sequence[str], splits: Dict[str, ImageSplits] = 
     return out
 
 
-def evaluate_sets(B, model, sets: Sequence[EvalSet], cfg: dict) -> List[dict]:
-    """One row per set (``setting`` = the data set's name) and, with several sets, a ``mean``
-    row (MTDA's ``Engine.test``: the mean Rank-1 and mAP over the targets). Test feature: the
-    L2-normalised embedding; distance: squared Euclidean (torchreid's default metric)."""
-    from common.metrics import evaluate_features
-    from common.report import mean_rows, summarize
+def extract_features(B, model, records: Sequence[Record], cfg: dict) -> np.ndarray:
+    """Test features (N, D) of ``records``: the L2-normalised embeddings of the test transform
+    (resize to ``data.height`` x ``data.width``, ImageNet normalisation), eval mode."""
     from common.transforms import ImageTest
     d = cfg["data"]
-    tf = ImageTest(d["height"], d["width"])
+    src = ImageBatches(records, ImageTest(d["height"], d["width"]), d["test_batch"])
+    parts = [B.kdreid.extract(model, b[0], d["test_batch"]) for b in B.data.make_loader(src, 0, d["workers"])]
+    return np.concatenate(parts)
 
-    def features(records):
-        src = ImageBatches(records, tf, d["test_batch"])
-        parts = [B.kdreid.extract(model, b[0], d["test_batch"]) for b in B.data.make_loader(src, 0, d["workers"])]
-        return np.concatenate(parts)
 
+def evaluate_sets(B, model, sets: Sequence[EvalSet], cfg: dict) -> List[dict]:
+    """One row per set (``setting`` = the data set's name) and, with several sets, a ``mean``
+    row (MTDA's ``Engine.test``: the mean Rank-1 and mAP over the targets). Test feature:
+    :func:`extract_features`; distance: :data:`METRIC` (torchreid's default metric)."""
+    from common.metrics import evaluate_features
+    from common.report import mean_rows, summarize
     rows = []
     for s in sets:
-        qf, gf = features(s.query), features(s.gallery)
+        qf, gf = extract_features(B, model, s.query, cfg), extract_features(B, model, s.gallery, cfg)
         res = evaluate_features(qf, gf, [r.pid for r in s.query], [r.pid for r in s.gallery],
                                 [r.camid for r in s.query], [r.camid for r in s.gallery],
-                                protocol=s.protocol, metric="sqeuclidean", max_rank=20)
+                                protocol=s.protocol, metric=METRIC, max_rank=20)
         rows.append({"setting": s.name, **summarize(res)})
     if len(rows) > 1:
         rows.append({"setting": "mean", **mean_rows([{k: v for k, v in r.items() if k != "setting"} for r in rows])})

@@ -2,11 +2,15 @@
 ``visualize_ranked_results`` (the query, then its top-k gallery items by ascending distance, a
 green frame around a correct match and a red one around a wrong one; the gallery items the
 evaluation protocol removes for that query, such as same-identity same-camera items, are left
-out as the evaluation does).
+out as the evaluation does). Under the ``cuhk03`` protocol (the classic CUHK03 split's
+single-gallery-shot metric, ``common/metrics/ranking.py``) the list is that of the metric's
+first draw: after the removals, every identity is represented by ONE gallery image, the one
+the evaluation's first repeat draws (its priorities: ``cuhk03_priorities`` with the default
+seed), so the picture's rank 1 is that draw's rank 1.
 
 A recipe provides the data with its ``ranked_inputs(cfg, B, model, select=None, setting=None)
--> RankedSet`` hook (``common/recipes/mvd.py``, ``vkd.py``): the distances of the chosen
-queries of one evaluation setting and what to draw of each item. :func:`from_features` builds
+-> RankedSet`` hook (``common/recipes/mvd.py``, ``vkd.py``, ``kdreid.py``): the distances of the
+chosen queries of one evaluation setting and what to draw of each item. :func:`from_features` builds
 the :class:`RankedSet` from features, :func:`choose_setting` and :func:`selected` do the
 common argument handling, so a recipe's hook is a few lines.
 
@@ -22,7 +26,8 @@ from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from common.errors import ConfigError
-from common.metrics.reference import removed_from_ranking
+from common.metrics.ranking import cuhk03_priorities, parse_options
+from common.metrics.reference import best_per_pid, removed_from_ranking
 
 MODALITY_TAGS = {"visible": "RGB", "infrared": "IR"}
 MATCH_COLOUR, WRONG_COLOUR, QUERY_COLOUR = (0, 190, 0), (220, 0, 0), (40, 40, 40)
@@ -115,16 +120,30 @@ def from_features(setting: str, protocol: str, metric: str, qf, gf, query_images
                      np.arange(n_q) if q_index is None else np.asarray(q_index, np.int64))
 
 
+def first_shot_priorities(protocol: str, num_gallery: int) -> Optional[np.ndarray]:
+    """The single-gallery-shot priorities of the evaluation's first repeat (one per gallery
+    item) under ``protocol`` 'cuhk03', with the metric's default options; None otherwise."""
+    if protocol != "cuhk03":
+        return None
+    opts = parse_options(protocol, {})
+    return cuhk03_priorities(num_gallery, int(opts["num_repeats"]), opts["seed"])[0]
+
+
 def top_k(rs: RankedSet, topk: int) -> List[RankedRow]:
     """Per query: its ``topk`` nearest gallery items (stable order of ascending distance,
-    the protocol's removed items left out) and whether each is a correct match."""
+    the protocol's removed items left out; cuhk03: one item per identity, the first draw's)
+    and whether each is a correct match."""
     if topk < 1:
         raise ConfigError(f"--topk must be >= 1, got {topk}")
+    shot = first_shot_priorities(rs.protocol, len(rs.g_pids))
     rows = []
     for q in range(len(rs.q_pids)):
         order = np.argsort(rs.dist[q], kind="stable")
         keep = ~removed_from_ranking(rs.protocol, rs.q_pids[q], rs.q_cams[q], rs.g_pids[order], rs.g_cams[order])
-        best = order[keep][:topk]
+        kept = order[keep]
+        if shot is not None:
+            kept = kept[best_per_pid(rs.g_pids[kept], shot[kept])]
+        best = kept[:topk]
         rows.append(RankedRow(q, best, rs.g_pids[best] == rs.q_pids[q]))
     return rows
 
