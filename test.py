@@ -11,6 +11,7 @@ indoor-search over ``data.eval_trials`` galleries (mean, and per trial with
 of the other framework is converted first (``python -m tools.convert_weights``); a neutral
 ``.safetensors`` loads in either.
 """
+import argparse
 import os
 import sys
 from typing import NamedTuple
@@ -58,7 +59,13 @@ def resolve(args, flags=None) -> Resolved:
     from common.checkpoint_model import check_test_changes, stored_config
     from common.errors import ConfigError, ReidError
     flags = TEST_FLAGS if flags is None else flags
-    probe = config_from_args(args, flags)
+    try:
+        probe = config_from_args(args, flags)
+    except ConfigError:
+        # --config/--set may name the section of the checkpoint's method, which is not known
+        # yet (the default method's schema refuses it): find the checkpoint without them; they
+        # are applied on the stored configuration below
+        probe = config_from_args(argparse.Namespace(**{**vars(args), "overrides": [], "config": None}), flags)
     path = probe["train"]["resume"]
     if not path:
         raise ReidError("no checkpoint given: pass --resume PATH (a .pth, .ckpt or .safetensors file, or a "

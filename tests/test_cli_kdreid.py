@@ -223,3 +223,14 @@ def test_train_step_benchmark_kd_reid_quick():
         step, bare, ratio, rate = map(float, fields[1:])
         assert fields[0] == name and min(step, bare) > 0
         assert ratio == pytest.approx(step / bare, abs=2e-3) and rate == pytest.approx(2 / step, abs=1e-2)
+
+
+def test_test_py_takes_a_kdreid_set_without_method(torch_runs, logs, data, capsys):
+    """--set on the checkpoint's own section works without --method (the section is known
+    only once the checkpoint is read): evaluating the KD student on one target only."""
+    capsys.readouterr()
+    assert test_cli.main(["--resume", str(logs / "kd" / "torch_best.pth"), "--data-path", data,
+                          "--set", "kdreid.targets=[cuhk03]"]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("setting"):]
+    assert "cuhk03" in table and "dukemtmcreid" not in table
