@@ -11,12 +11,12 @@ configuration and exits.
 """
 import sys
 
-from common.cli import OVERWRITE, all_flags, build_parser, config_from_args, print_config, run_main
+from common.cli import AMP, OVERWRITE, all_flags, build_parser, config_from_args, print_config, run_main
 
 
 def make_parser():
     """(parser, flags) of train.py."""
-    flags = all_flags((OVERWRITE,))
+    flags = all_flags((OVERWRITE, AMP))
     return build_parser(__doc__.split("\n")[0], flags), flags
 
 
@@ -36,7 +36,8 @@ def main(argv=None) -> int:
         from common.engine.loop import fit
         B = backends.get(cfg["runtime"]["backend"])
         summary = fit(cfg, B, recipe.build, structure_keys=recipe.STRUCTURE_KEYS)
-        print(f"done: best {summary['best']:.2f} (epoch {summary['best_epoch']}); {summary['files']}")
+        if summary["rank"] == 0:  # distributed runs: rank 0 speaks for all
+            print(f"done: best {summary['best']:.2f} (epoch {summary['best_epoch']}); {summary['files']}")
         return 0
 
     return run_main(go)
