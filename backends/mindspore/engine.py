@@ -106,15 +106,14 @@ class TrainStep:
     def __call__(self, *arrays) -> Dict[str, float]:
         self.model.set_train(True)
         dtypes = self.dtypes or (ms.float32,) * len(arrays)
+        scale = float(self.scaler.scale_value.asnumpy()) if self.scaler is not None else None  # this step's
         values, finite = self._step(*[_to_tensor(a, d) for a, d in zip(arrays, dtypes)])
         values = values.asnumpy().tolist()
         if len(values) != len(self.names):
             raise ValueError(f"loss_fn returned {len(values)} terms for names {self.names}")
         out = {n: float(v) for n, v in zip(self.names, values)}
         if not bool(finite.asnumpy()) and all(np.isfinite(values)):
-            before = (float(self.scaler.scale_value.asnumpy()) * runtime.LOSS_SCALE_FACTOR
-                      if self.scaler is not None else None)  # the scale this step used (adjust halved it)
-            if before is not None and before > runtime.MIN_LOSS_SCALE:
+            if scale is not None and scale > runtime.MIN_LOSS_SCALE:
                 self.overflows += 1  # an fp16 overflow: skipped, the scale lowered
             else:
                 out["gradient"] = float("nan")  # finite loss, non-finite gradient: the update was skipped

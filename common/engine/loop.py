@@ -224,12 +224,12 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _shard(run: MethodRun, launch: runtime.Launch) -> None:
+def _shard(run: MethodRun, launch: runtime.Launch, data: dict) -> None:
     """This process's share of every epoch; one line when a rank would get no batch."""
     batches = len(run)
     run.shard(launch.rank, launch.world_size)
     if len(run) < 1:
-        raise runtime.too_many_ranks(batches, launch.world_size)
+        raise runtime.too_many_ranks(batches, launch.world_size, data["num_ids"], data["num_pos"])
 
 
 def _train(cfg: dict, B, build, echo, rd: RunDir, launch: runtime.Launch, scratch: List[str]) -> dict:
@@ -239,7 +239,7 @@ def _train(cfg: dict, B, build, echo, rd: RunDir, launch: runtime.Launch, scratc
     log = RunLog(echo, enabled=main)
     run = build(cfg, B, log)
     if launch.distributed:
-        _shard(run, launch)
+        _shard(run, launch, cfg["data"])
     rd.names = run.checkpoint_names(B.name)
     start, best, best_epoch, history = 0, -math.inf, -1, []
     if t["resume"]:

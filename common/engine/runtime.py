@@ -161,8 +161,8 @@ def launched_rank(env: Optional[Mapping[str, str]] = None) -> int:
     return -1 if launch.launcher == "msrun-scheduler" else launch.rank
 
 
-def too_many_ranks(batches: int, world_size: int) -> ConfigError:
+def too_many_ranks(batches: int, world_size: int, num_ids: int, num_pos: int) -> ConfigError:
     """The one-line refusal when the sampler cannot give every rank a batch."""
-    return ConfigError(f"an epoch has {batches} training batch(es) of data.num_ids identities, fewer than the "
-                       f"{world_size} processes launched: every process needs at least one; launch fewer "
-                       "processes or lower data.num_ids (or data.num_pos)")
+    return ConfigError(f"an epoch gives {batches} training batch(es) of data.num_ids x data.num_pos = {num_ids} x "
+                       f"{num_pos}, fewer than the {world_size} processes launched (each trains on batches of its "
+                       f"own): launch at most {batches} process(es) or lower data.num_ids / data.num_pos")
