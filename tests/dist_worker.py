@@ -18,6 +18,22 @@ def _rank() -> str:
     return os.environ.get("RANK", os.environ.get("RANK_ID", "0"))
 
 
+def model_arrays(B, model) -> dict:
+    """``param:<name>`` for every trainable parameter and ``stat:<name>`` for every BatchNorm
+    running statistic of ``model``, under the canonical (torch) names."""
+    state = B.weights.state_to_numpy(model)
+    if B.name == "torch":
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    else:
+        from common.weights import ms_to_torch_names
+        named = dict(model.parameters_and_names())
+        mapping = ms_to_torch_names(named)
+        trainable = {mapping[n] for n, p in named.items() if p.requires_grad}
+    out = {f"stat:{n}": v for n, v in state.items() if n.endswith(("running_mean", "running_var"))}
+    out.update({f"param:{n}": v for n, v in state.items() if n in trainable})
+    return out
+
+
 def main(out: str, argv) -> int:
     import train
     from common import recipes
@@ -38,18 +54,7 @@ def main(out: str, argv) -> int:
         with open(os.path.join(out, f"rank{rank}.code"), "w") as f:
             f.write(str(code))
         if "run" in built:
-            B, model = built["B"], built["run"].model
-            state = B.weights.state_to_numpy(model)
-            if B.name == "torch":
-                trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-            else:
-                from common.weights import ms_to_torch_names
-                named = dict(model.parameters_and_names())
-                mapping = ms_to_torch_names(named)
-                trainable = {mapping[n] for n, p in named.items() if p.requires_grad}
-            stats = {f"stat:{n}": v for n, v in state.items() if n.endswith(("running_mean", "running_var"))}
-            params = {f"param:{n}": v for n, v in state.items() if n in trainable}
-            np.savez(os.path.join(out, f"rank{rank}.npz"), **params, **stats)
+            np.savez(os.path.join(out, f"rank{rank}.npz"), **model_arrays(built["B"], built["run"].model))
     return code
 
 

@@ -47,6 +47,7 @@ TRAIN_EFFECTS = {
     "--ms-mode": "tests/test_graph_mode.py::test_ms_mode_decides_whether_the_step_is_compiled",
     "--seed": f"{HERE}::test_seed_decides_the_run",
     "--overwrite": f"{LOOP}::test_overwrite_replaces_the_previous_run",
+    "--amp": "tests/test_amp.py::test_amp_flag_trains_the_run_in_mixed_precision",
 }
 TEST_EFFECTS = {
     "--method": f"{HERE}::test_test_py_method_must_match_the_checkpoint",
