@@ -5,6 +5,13 @@ the recipe; MVD with the seed's command line is the default, e.g.
     python train.py --dataset SYSU --data-path DATA --optim adam --lr 0.00035 \
         --device-target GPU --gpu 0 --pretrain resnet50.pth --backend mindspore
 
+Distributed data parallel (one process per device, each on its own data.num_ids x
+data.num_pos batches; common/engine/runtime.py), with this venv's ``bin`` first on PATH:
+
+    torchrun --nproc_per_node 2 train.py ... --backend torch
+    msrun --worker_num 2 --local_worker_num 2 --master_port 8118 --log_dir msrun_logs train.py ... --backend mindspore
+
+``--amp fp16|bf16`` trains in mixed precision.
 ``--config configs/<recipe>.yaml`` picks a configuration; ``--set section.key=value``
 overrides any key; explicit flags win over both; ``--print-config`` prints the resolved
 configuration and exits.

@@ -12,8 +12,8 @@ rank's own (the checkpoint, written by rank 0, holds rank 0's, as a DDP run's do
 
 :class:`SyncBatchNorm` is this project's own: torch's ``nn.SyncBatchNorm`` only runs on GPU
 ("SyncBatchNorm expected input tensor to be on GPU"), this one all-reduces the per-channel
-sums with the differentiable ``torch.distributed.nn.functional.all_reduce`` and runs on every
-device (gloo on CPU included). The MindSpore twin is backends/mindspore/distributed.py.
+sums with a differentiable all-reduce (its gradient is the all-reduce of the gradient) and
+runs on every device (gloo on CPU included). The MindSpore twin is backends/mindspore/distributed.py.
 """
 import datetime
 from typing import Callable, List, Optional, Sequence
@@ -94,6 +94,23 @@ class GradientAverager:
         return buffer[offset + len(ps):]
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable sum over the ranks: the gradient of a sum over the ranks is the sum of
+    the ranks' gradients (``torch.distributed.nn.functional.all_reduce`` is deprecated)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     """BatchNorm whose training statistics are those of the whole global batch: the
     per-channel count, sum and sum of squares are all-reduced (differentiably) over the ranks.
@@ -108,13 +125,12 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         batch_stats = self.training or not self.track_running_stats
         if not (batch_stats and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
         self._check_input_dim(x)
         c = x.shape[1]
         dims = [0] + list(range(2, x.dim()))
         xf = x.float()
         count = torch.full((1,), x.numel() // c, dtype=torch.float32, device=x.device)
-        stats = all_reduce(torch.cat([xf.sum(dims), (xf * xf).sum(dims), count]))
+        stats = _AllReduceSum.apply(torch.cat([xf.sum(dims), (xf * xf).sum(dims), count]))
         n = stats[-1]
         mean = stats[:c] / n
         var = (stats[c:2 * c] / n - mean * mean).clamp_min(0.0)

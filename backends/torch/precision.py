@@ -4,6 +4,7 @@ step, and for fp16 a ``torch.amp.GradScaler`` (dynamic loss scaling). Parameters
 state and evaluation stay float32. The MindSpore twin is backends/mindspore/precision.py.
 """
 import functools
+import warnings
 from typing import Callable, Optional
 
 import torch
@@ -32,12 +33,15 @@ def check_amp(amp: str, device=None) -> None:
         return
     device = torch.device(device) if device is not None else current_device()
     try:
-        x = torch.ones(1, 2, 4, 4, device=device, requires_grad=True)
-        w = torch.ones(2, 2, 3, 3, device=device, requires_grad=True)
-        with torch.autocast(device.type, dtype=dtype):
-            y = torch.nn.functional.conv2d(x, w).flatten(1) @ torch.ones(8, 2, device=device)
-        y.float().sum().backward()
-    except (RuntimeError, TypeError, ValueError) as exc:  # autocast refuses a dtype with an error or a warning
+        with warnings.catch_warnings():
+            # CUDA autocast without bf16 support only warns ("Disabling autocast"): an error here
+            warnings.simplefilter("error", UserWarning)
+            x = torch.ones(1, 2, 4, 4, device=device, requires_grad=True)
+            w = torch.ones(2, 2, 3, 3, device=device, requires_grad=True)
+            with torch.autocast(device.type, dtype=dtype):
+                y = torch.nn.functional.conv2d(x, w).flatten(1) @ torch.ones(8, 2, device=device)
+            y.float().sum().backward()
+    except (RuntimeError, TypeError, ValueError, UserWarning) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConfigError(f"--amp {amp} cannot run on torch device {device}: {first}; use --amp off") from None
 
