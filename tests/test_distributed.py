@@ -60,7 +60,8 @@ def test_the_other_frameworks_launcher_is_one_line():
     with pytest.raises(ConfigError, match="msrun started this process but --backend torch runs distributed under "
                                           "torchrun: torchrun --nproc_per_node N"):
         runtime.detect("torch", MSRUN)
-    with pytest.raises(ConfigError, match="torchrun started this process but --backend mindspore .* msrun --worker_num"):
+    with pytest.raises(ConfigError, match="torchrun started this process but --backend mindspore .* "
+                                          "msrun --worker_num"):
         runtime.detect("mindspore", TORCHRUN)
     with pytest.raises(ConfigError, match="RANK=2, WORLD_SIZE=2"):
         runtime.detect("torch", dict(TORCHRUN, RANK="2"))
@@ -322,7 +323,6 @@ def _initial(backend, root, tmp_path):
     cfg = config_from_args(parser.parse_intermixed_args(argv), flags)
     B = backends.get(backend)
     loop.setup_backend(B, cfg)
-    runtime.reset()
     model = B.mvd.build_model(cfg, 6)
     return model_arrays(B, model)
 

@@ -132,21 +132,28 @@ class MethodRun:
 
 
 def setup_backend(B, cfg: dict, launch: Optional[runtime.Launch] = None) -> runtime.Launch:
-    """Execution mode, device, process group, precision and seed of the chosen backend from
-    ``cfg['runtime']`` (and ``train.sync_bn``); returns the process's launch (rank, world).
-    In a distributed launch the device index is ``--gpu`` + the local rank."""
+    """Execution mode, device, process group (when ``launch`` is distributed) and seed of the
+    chosen backend from ``cfg['runtime']``; returns the process's launch (rank, world). In a
+    distributed launch the device index is ``--gpu`` + the local rank."""
     rt, launch = cfg["runtime"], launch or runtime.Launch()
     B.device.enable_compile_cache(rt["compile_cache"])
     B.device.set_mode(rt["ms_mode"])
     B.device.select_device(rt["device_target"], rt["gpu"] + (launch.local_rank if launch.distributed else 0))
     if launch.distributed:
         launch = B.distributed.init(rt["device_target"])
-    if rt["amp"] != "off":
-        B.precision.check_amp(rt["amp"])
-    runtime.configure(rank=launch.rank, world_size=launch.world_size, local_rank=launch.local_rank, amp=rt["amp"],
-                      sync_bn=bool(cfg["train"]["sync_bn"]))
     B.device.set_seed(cfg["train"]["seed"])
     return launch
+
+
+def training_policy(B, cfg: dict, launch: runtime.Launch) -> None:
+    """The runtime policy every TrainStep of the run follows (common/engine/runtime.py): rank,
+    world size, ``runtime.amp`` (refused in one line when the device cannot run it) and
+    ``train.sync_bn``."""
+    amp = cfg["runtime"]["amp"]
+    if amp != "off":
+        B.precision.check_amp(amp)
+    runtime.configure(rank=launch.rank, world_size=launch.world_size, local_rank=launch.local_rank, amp=amp,
+                      sync_bn=bool(cfg["train"]["sync_bn"]))
 
 
 def check_resume(cfg: dict, extra: dict, path: str, structure_keys=()) -> None:
@@ -213,6 +220,7 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
     scratch: List[str] = []  # ranks > 0: the private run_dir, removed at the end
     try:
         launch = setup_backend(B, cfg, launch)
+        training_policy(B, cfg, launch)
         summary = _train(cfg, B, build, echo, rd, launch, scratch)
         if launch.distributed:
             B.distributed.barrier()  # the ranks end together
