@@ -16,7 +16,8 @@ BACKENDS = ("torch", "mindspore")
 # the backend contract: every backend has these modules, with the same public names and
 # signatures (tests/test_backend_contract.py)
 MODULES = ("backbones", "heads", "losses", "weights", "optim", "engine", "checkpoint", "device", "bench",
-           "data", "reid", "mvd", "mvd_loss", "vkd", "gradcam", "kdreid", "export")
+           "data", "reid", "mvd", "mvd_loss", "vkd", "gradcam", "kdreid", "export", "distributed",
+           "precision")
 ENV_VAR = "REID_BACKEND"
 
 

@@ -45,6 +45,7 @@ SEED_FLAGS = (
     Flag(("--ms-mode",), "runtime.ms_mode", str, "MindSpore GRAPH or PYNATIVE"),
     Flag(("--seed",), "train.seed", int, "random seed"),
 )
+AMP = Flag(("--amp",), "runtime.amp", str, "mixed precision of the training step: off, fp16 or bf16")
 OVERWRITE = Flag(("--overwrite",), "train.overwrite", "store_true",
                  "allow a fresh run in a run folder that already holds results")
 TENSORBOARD = Flag(("--tensorboard",), "train.tensorboard", "store_true",
@@ -154,30 +155,36 @@ def print_config(cfg: dict) -> None:
 def run_main(fn) -> int:
     """Call ``fn()``; a user-facing problem becomes one ``error: ...`` line and exit code 2;
     Ctrl-C / SIGTERM exit 130 / 143 with the resume command. ``REID_DEBUG=1`` re-raises for
-    the full traceback."""
+    the full traceback. In a distributed launch only rank 0 prints; the other processes exit
+    with the same code quietly."""
     from common.engine.loop import Interrupted
+    from common.engine.runtime import launched_rank
     debug = os.environ.get("REID_DEBUG") == "1"
+
+    def say(text: str) -> None:
+        if launched_rank() == 0:
+            print(text, file=sys.stderr)
     try:
         return fn() or 0
     except ReidError as e:
         if debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        say(f"error: {e}")
         return 2
     except (OSError, UnicodeError) as e:
         if debug:
             raise
-        print(f"error: {os_error_message(e)}", file=sys.stderr)
+        say(f"error: {os_error_message(e)}")
         return 2
     except ValueError as e:
         if debug:
             raise
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__} "
-              "(REID_DEBUG=1 shows the traceback)", file=sys.stderr)
+        say(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__} "
+            "(REID_DEBUG=1 shows the traceback)")
         return 2
     except Interrupted as e:
-        print(e.message, file=sys.stderr)
+        say(e.message)
         return e.code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        say("interrupted")
         return 130

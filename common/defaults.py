@@ -7,6 +7,7 @@ keys (``common/cli.py``).
 """
 from common.backbones import BACKBONE_ALIASES, BACKBONE_NAMES
 from common.config import Key
+from common.engine.runtime import AMP_MODES
 
 DATASETS = ("SYSU", "RegDB", "mars", "dukevideo", "veri", "market1501", "dukemtmcreid", "msmt17", "cuhk03")
 OPTIMIZERS = ("adam", "sgd")
@@ -85,6 +86,8 @@ BASE = {
         "tensorboard": Key(False, "also write the logged scalars (loss terms, learning rates, evaluation "
                                   "metrics) to <run>/tensorboard/ (tensorboardX; pip install 'reid-kd[viz]')"),
         "max_skipped": Key(20, "with nonfinite=skip: stop after this many consecutive skipped steps", lo=1),
+        "sync_bn": Key(False, "distributed runs: BatchNorm statistics over the whole global batch (SyncBN) "
+                              "instead of each process's own batch"),
     },
     "runtime": {
         "backend": Key("torch", "torch or mindspore (default: $REID_BACKEND, then torch)",
@@ -93,5 +96,7 @@ BASE = {
         "gpu": Key(0, "device index", lo=0),
         "ms_mode": Key("GRAPH", "MindSpore execution mode of the training step", choices=("GRAPH", "PYNATIVE")),
         "compile_cache": Key("", "MindSpore: folder that keeps compiled graphs for later runs ('' = off)"),
+        "amp": Key("off", "mixed precision of the training step: off, fp16 (with dynamic loss scaling) or bf16 "
+                          "(evaluation stays float32)", choices=AMP_MODES),
     },
 }

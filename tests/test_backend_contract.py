@@ -23,7 +23,9 @@ BACKEND_ONLY = {
     ("mindspore", "losses", "log_softmax"): "MindSpore's CPU log_softmax is off by 2e-5; its own formula",
 }
 # differences in signatures that are the frameworks' own (e.g. torch type hints)
-SIGNATURE_EXCEPTIONS = {}
+SIGNATURE_EXCEPTIONS = {
+    ("distributed", "SyncBatchNorm"): "each framework's own BatchNorm constructor; made by convert_sync_batchnorm",
+}
 
 
 def _module(fw, name):

@@ -134,3 +134,24 @@ def test_train_step_vkd_student_quick_numbers_are_consistent(names):
     assert float(weighed) == pytest.approx(steps["torch"], abs=5e-4 + 5e-6)  # the torch step, printed to 3 decimals
     wait, batch_s, step_s = map(float, _match(rf"^\s+0\s+{NUM}\s+{NUM}\s+{NUM}$", out))
     assert 0.0 <= wait <= 1.0 and batch_s > 0 and step_s == float(weighed)
+
+
+@pytest.mark.slow
+def test_scaling_quick_numbers_are_consistent():
+    """benchmarks/scaling.py --quick (torch: torchrun with 1 and 2 processes): each rate is
+    processes x steps x 2PK images over the printed median epoch time, and the efficiency is
+    rate(2) / (2 rate(1))."""
+    r = subprocess.run([sys.executable, "benchmarks/scaling.py", "--quick", "--backends", "torch"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    ids, pos, steps = (int(v) for v in _match(r"(\d+) ids x (\d+) images x 2 modalities per process and step, "
+                                              r"(\d+) steps per process", r.stdout))
+    rows = re.findall(rf"^torch\s+(\d)\s+{NUM}\s+{NUM}\s+{NUM}  ([0-9. ]+)$", r.stdout, re.MULTILINE)
+    assert [row[0] for row in rows] == ["1", "2"]
+    rates = {}
+    for procs, epoch_s, rate, eff, epochs in rows:
+        n, seconds = int(procs), [float(t) for t in epochs.split()]
+        assert float(epoch_s) == pytest.approx(float(np.median(seconds[1:])), abs=6e-3)
+        assert float(rate) == pytest.approx(n * steps * 2 * ids * pos / float(epoch_s), rel=2e-2)
+        rates[n] = float(rate)
+        assert float(eff) == pytest.approx(rates[n] / (n * rates[1]), abs=2e-2)

@@ -49,6 +49,7 @@ TRAIN_EFFECTS = {
     "--seed": f"{HERE}::test_seed_decides_the_run",
     "--overwrite": f"{LOOP}::test_overwrite_replaces_the_previous_run",
     "--tensorboard": "tests/test_visualize.py::test_tensorboard_scalars_equal_metrics_jsonl",
+    "--amp": "tests/test_amp.py::test_amp_flag_trains_the_run_in_mixed_precision",
 }
 TEST_EFFECTS = {
     "--method": f"{HERE}::test_test_py_method_must_match_the_checkpoint",

@@ -31,13 +31,17 @@ def _first_line(exc: Exception) -> str:
 
 
 def limit_cpu_threads(n=None) -> None:
-    """Use at most ``n`` (default: this machine's cores) MindSpore CPU kernel threads; the
-    default of 25 oversubscribes small machines. MindSpore allows setting it once per process,
-    so later calls are ignored."""
+    """Use at most ``n`` MindSpore CPU kernel threads (default: ``$OMP_NUM_THREADS`` when set,
+    else this machine's cores shared among the workers of an msrun launch, ``MS_WORKER_NUM``,
+    assumed on one machine); MindSpore's default of 25 oversubscribes small machines. MindSpore
+    allows setting it once per process, so later calls are ignored."""
     if _current.get("threads"):
         return
+    workers = int(os.environ.get("MS_WORKER_NUM", "1") or 1) if os.environ.get("MS_ROLE") else 1
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    default = int(omp) if omp.isdigit() and int(omp) > 0 else max(1, (os.cpu_count() or 1) // max(workers, 1))
     try:
-        ms.device_context.cpu.op_tuning.threads_num(int(n or os.cpu_count() or 1))
+        ms.device_context.cpu.op_tuning.threads_num(int(n or default))
     except (RuntimeError, AttributeError):
         pass
     _current["threads"] = True

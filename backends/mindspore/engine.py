@@ -7,12 +7,25 @@ before the gradient, the reference port's mistake). The update is applied only w
 terms and every gradient are finite (a graph-mode ``if`` on a tensor condition); otherwise the
 parameters and the optimizer state stay untouched, and the returned terms say so (a
 ``gradient: nan`` entry when only the gradient was non-finite). Mirrors backends/torch/engine.py.
+
+Every step follows the process's runtime policy (common/engine/runtime.py) read when the step
+is built: distributed (msrun), gradients and loss terms are averaged over the ranks inside the
+step (backends/mindspore/distributed.py ``GradientAverager``: ``nn.DistributedGradReducer``
+and one ``AllReduce``), and ``train.sync_bn`` converts the BatchNorms; ``--amp`` runs the loss
+function under ``amp.auto_mixed_precision(..., 'auto', dtype)`` with, for fp16, a
+``DynamicLossScaler`` (backends/mindspore/precision.py). An fp16 overflow (finite loss,
+non-finite gradient) skips the step and halves the scale without being reported, until the
+scale is at most ``runtime.MIN_LOSS_SCALE``; then it is reported as a non-finite gradient.
 """
 from typing import Callable, Dict, Sequence
 
 import numpy as np
 import mindspore as ms
 from mindspore import ops
+
+from common.engine import runtime
+
+from . import distributed, precision
 
 __all__ = ["MS_MODES", "TrainStep", "extract", "check_mode"]
 
@@ -54,28 +67,56 @@ class TrainStep:
             raise ValueError(f"names must start with 'total', got {names!r}")
         self.model, self.optimizer, self.names, self.dtypes = model, optimizer, tuple(names), tuple(dtypes)
         self.ms_mode = check_mode(ms_mode)
-        grad_fn = ms.value_and_grad(loss_fn, None, optimizer.parameters, has_aux=True)
+        rt = runtime.current()
+        if rt.sync_bn and rt.world_size > 1:
+            distributed.convert_sync_batchnorm(model)
+        self.amp = rt.amp
+        loss_fn = precision.wrap_loss(loss_fn, rt.amp)
+        self.scaler = scaler = precision.make_scaler(rt.amp)
+        scaling = scaler is not None
+        averager = distributed.GradientAverager(optimizer.parameters, rt.world_size) if rt.world_size > 1 else None
+        averaging = averager is not None
+        self.overflows = 0  # fp16 steps skipped by the loss scaler (not reported as non-finite)
+
+        def scaled_loss(*inputs):
+            terms = loss_fn(*inputs)
+            return (scaler.scale(terms[0]),) + tuple(terms)
+
+        grad_fn = ms.value_and_grad(scaled_loss if scaling else loss_fn, None, optimizer.parameters, has_aux=True)
         hyper_map = ops.HyperMap()
 
         def step_fn(*inputs):
-            terms, grads = grad_fn(*inputs)
-            finite = ops.isfinite(ops.stack(terms)).all()
-            finite = ops.logical_and(finite, ops.stack(hyper_map(_all_finite_map, grads)).all())
+            out, grads = grad_fn(*inputs)
+            terms = out[1:] if scaling else out
+            values = ops.stack([ops.cast(t, ms.float32) for t in terms])
+            if scaling:
+                grads = scaler.unscale(grads)
+            if averaging:
+                grads, values = averager(grads, values)
+            grads_finite = ops.stack(hyper_map(_all_finite_map, grads)).all()
+            finite = ops.logical_and(ops.isfinite(values).all(), grads_finite)
+            if scaling:
+                scaler.adjust(grads_finite)
             if finite:
                 optimizer(grads)
-            return terms, finite
+            return values, finite
 
         self._step = ms.jit(step_fn) if self.ms_mode == "GRAPH" else step_fn
 
     def __call__(self, *arrays) -> Dict[str, float]:
         self.model.set_train(True)
         dtypes = self.dtypes or (ms.float32,) * len(arrays)
-        terms, finite = self._step(*[_to_tensor(a, d) for a, d in zip(arrays, dtypes)])
-        if len(terms) != len(self.names):
-            raise ValueError(f"loss_fn returned {len(terms)} terms for names {self.names}")
-        out = {n: float(t.asnumpy()) for n, t in zip(self.names, terms)}
-        if not bool(finite.asnumpy()) and all(np.isfinite(list(out.values()))):
-            out["gradient"] = float("nan")  # finite loss, non-finite gradient: the update was skipped
+        scale = float(self.scaler.scale_value.asnumpy()) if self.scaler is not None else None  # this step's
+        values, finite = self._step(*[_to_tensor(a, d) for a, d in zip(arrays, dtypes)])
+        values = values.asnumpy().tolist()
+        if len(values) != len(self.names):
+            raise ValueError(f"loss_fn returned {len(values)} terms for names {self.names}")
+        out = {n: float(v) for n, v in zip(self.names, values)}
+        if not bool(finite.asnumpy()) and all(np.isfinite(values)):
+            if scale is not None and scale > runtime.MIN_LOSS_SCALE:
+                self.overflows += 1  # an fp16 overflow: skipped, the scale lowered
+            else:
+                out["gradient"] = float("nan")  # finite loss, non-finite gradient: the update was skipped
         return out
 
 

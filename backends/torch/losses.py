@@ -28,8 +28,11 @@ __all__ = ["DIST_EPS", "NORM_EPS", "SIGMAS", "pairwise_squared_distances", "pair
 
 def pairwise_squared_distances(a, b=None):
     """Implements common.losses.pairwise_squared_distances: ``D[i, j] = sum_d (a_i - b_j)^2``
-    from explicit differences (exact zeros on the diagonal, no cancellation)."""
-    b = a if b is None else b
+    from explicit differences (exact zeros on the diagonal, no cancellation). Computed in
+    float32 whatever the input (``--amp``: float16 rounds the 1e-12 floor of
+    :func:`pairwise_distances` to 0, whose square root has an infinite gradient)."""
+    a = a.float()
+    b = a if b is None else b.float()
     diff = a.unsqueeze(1) - b.unsqueeze(0)
     return (diff * diff).sum(dim=-1)
 
@@ -145,7 +148,9 @@ def rank_loss(feats, pids, modality, m1=0.9, m2=1.0, a1=2.2, a2=2.0, tval=1.0):
     """Implements common.losses.rank_loss (original MVD utlis.py Rank_loss, vectorised with
     masks): L2-normalised features, expansion distances, intra / cross-modality positive
     hinges over ``n + 1e-5`` and exp-weighted negatives (d < a) over ``sum w + 1e-5``, mean
-    over anchors. ``modality`` (N,) is the reference's ``sub`` (0 RGB, 1 IR)."""
+    over anchors. ``modality`` (N,) is the reference's ``sub`` (0 RGB, 1 IR). Float32 inputs
+    (``--amp``: see :func:`pairwise_squared_distances`)."""
+    feats = feats.float()
     norms = torch.sqrt((feats * feats).sum(dim=1, keepdim=True))
     x = feats / torch.clamp_min(norms, NORM_EPS)
     sq = (x * x).sum(dim=1)

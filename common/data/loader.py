@@ -78,6 +78,21 @@ def check_source(source) -> None:
                         "(see common.data.loader)")
 
 
+def shard(source, rank: int, world_size: int):
+    """Give ``source`` this process's share of every epoch (the rank split rule of
+    common/samplers.py: batches ``rank::world_size``): sets its ``rank`` and ``world_size``,
+    which a source that can be split between processes has (``CrossModalBatches``,
+    ``VideoTrainBatches``); returns it. TypeError for a source without them."""
+    check_source(source)
+    if not (hasattr(source, "rank") and hasattr(source, "world_size")):
+        raise TypeError(f"{type(source).__name__} cannot be split between processes: it has no rank and "
+                        "world_size attributes (see common.data.loader.shard)")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"expected 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+    source.rank, source.world_size = int(rank), int(world_size)
+    return source
+
+
 def epoch_items(source, epoch: int, start: int = 0) -> list:
     """``source.items(epoch)`` cut to ``len(source)`` batches, from batch ``start`` on."""
     check_source(source)

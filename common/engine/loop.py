@@ -18,14 +18,24 @@ Guarantees (tested in tests/test_loop_*.py for both backends):
   with ``train.nonfinite=stop`` the run stops at the first one naming epoch, step, loss term
   and learning rate, keeping the last good checkpoint; with ``skip`` the step is skipped
   (up to ``train.max_skipped`` in a row).
+
+Distributed runs (``torchrun`` / ``msrun``; common/engine/runtime.py): every process runs
+this loop on its share of each epoch's batches (:meth:`MethodRun.shard`), with gradients and
+loss terms averaged in the backends' training step, so all ranks take the same decisions.
+Rank 0 alone creates and writes the run folder (logs, metrics, config.yaml, checkpoints) and
+evaluates (on the full evaluation sets); the others wait at a barrier meanwhile and get a
+private temporary folder as :attr:`MethodRun.run_dir` (removed at the end) so that a method
+hook writing files there never races rank 0. Every rank reads the ``--resume`` checkpoint.
 """
 import math
 import os
+import shutil
+import tempfile
 import time
 from collections import defaultdict
 from typing import Dict, Iterator, List, Optional
 
-from common.engine import signals
+from common.engine import runtime, signals
 from common.engine.rundir import RunDir, RunLog
 from common.errors import ReidError
 from common.report import format_table
@@ -114,14 +124,41 @@ class MethodRun:
         ext = CKPT_EXT[backend]
         return {"last": f"{backend}_last{ext}", "best": f"{backend}_best{ext}"}
 
+    def shard(self, rank: int, world_size: int) -> None:
+        """Distributed runs: take this process's share of every epoch. By default the run's
+        training batch source ``self.loader`` (common/data/loader.py contract) gets
+        ``rank``/``world_size``; a method whose batches come from elsewhere overrides this."""
+        source = getattr(self, "loader", None)
+        if source is None:
+            raise ReidError(f"{type(self).__name__} cannot train distributed: it keeps no batch source in "
+                            ".loader (override MethodRun.shard)")
+        from common.data.loader import shard
+        shard(source, rank, world_size)
 
-def setup_backend(B, cfg: dict) -> None:
-    """Execution mode, device and seed of the chosen backend from ``cfg['runtime']``."""
-    rt = cfg["runtime"]
+
+def setup_backend(B, cfg: dict, launch: Optional[runtime.Launch] = None) -> runtime.Launch:
+    """Execution mode, device, process group (when ``launch`` is distributed) and seed of the
+    chosen backend from ``cfg['runtime']``; returns the process's launch (rank, world). In a
+    distributed launch the device index is ``--gpu`` + the local rank."""
+    rt, launch = cfg["runtime"], launch or runtime.Launch()
     B.device.enable_compile_cache(rt["compile_cache"])
     B.device.set_mode(rt["ms_mode"])
-    B.device.select_device(rt["device_target"], rt["gpu"])
+    B.device.select_device(rt["device_target"], rt["gpu"] + (launch.local_rank if launch.distributed else 0))
+    if launch.distributed:
+        launch = B.distributed.init(rt["device_target"])
     B.device.set_seed(cfg["train"]["seed"])
+    return launch
+
+
+def training_policy(B, cfg: dict, launch: runtime.Launch) -> None:
+    """The runtime policy every TrainStep of the run follows (common/engine/runtime.py): rank,
+    world size, ``runtime.amp`` (refused in one line when the device cannot run it) and
+    ``train.sync_bn``."""
+    amp = cfg["runtime"]["amp"]
+    if amp != "off":
+        B.precision.check_amp(amp)
+    runtime.configure(rank=launch.rank, world_size=launch.world_size, local_rank=launch.local_rank, amp=amp,
+                      sync_bn=bool(cfg["train"]["sync_bn"]))
 
 
 def check_resume(cfg: dict, extra: dict, path: str, structure_keys=()) -> None:
@@ -175,16 +212,47 @@ def _nonfinite(parts: Dict[str, float]) -> Dict[str, float]:
 
 def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
     """Train with ``build(cfg, B, log) -> MethodRun`` and backend ``B``; return a summary
-    ``{'best', 'best_epoch', 'rows', 'epoch_seconds', 'run_dir', 'files'}``."""
+    ``{'best', 'best_epoch', 'rows', 'epoch_seconds', 'run_dir', 'files', 'num_classes',
+    'rank'}`` (a distributed run's ranks > 0 evaluate nothing: their 'rows' are empty)."""
     t = cfg["train"]
+    launch = runtime.detect(B.name)
     probe = MethodRun(None, None, 0)
     rd = RunDir(t["log_dir"], t["ckpt"], probe.checkpoint_names(B.name))
+    # every process checks, before the launch's rendezvous (setup_backend): no rank has written yet
     rd.check_can_start(t["resume"], t["overwrite"])
     if t["resume"]:
         check_resume(cfg, B.checkpoint.read_extra(t["resume"]), t["resume"], structure_keys)
-    setup_backend(B, cfg)
-    log = RunLog(echo)
+    scratch: List[str] = []  # ranks > 0: the private run_dir, removed at the end
+    try:
+        launch = setup_backend(B, cfg, launch)
+        training_policy(B, cfg, launch)
+        summary = _train(cfg, B, build, echo, rd, launch, scratch)
+        if launch.distributed:
+            B.distributed.barrier()  # the ranks end together
+            B.distributed.shutdown()
+        return summary
+    finally:
+        runtime.reset()
+        for folder in scratch:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _shard(run: MethodRun, launch: runtime.Launch, data: dict) -> None:
+    """This process's share of every epoch; one line when a rank would get no batch."""
+    batches = len(run)
+    run.shard(launch.rank, launch.world_size)
+    if len(run) < 1:
+        raise runtime.too_many_ranks(batches, launch.world_size, data["num_ids"], data["num_pos"])
+
+
+def _train(cfg: dict, B, build, echo, rd: RunDir, launch: runtime.Launch, scratch: List[str]) -> dict:
+    """:func:`fit` once the backend is set up."""
+    t = cfg["train"]
+    main = launch.is_main
+    log = RunLog(echo, enabled=main)
     run = build(cfg, B, log)
+    if launch.distributed:
+        _shard(run, launch, cfg["data"])
     rd.names = run.checkpoint_names(B.name)
     start, best, best_epoch, history = 0, -math.inf, -1, []
     if t["resume"]:
@@ -194,16 +262,23 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
         history = list(extra.get("history", []))
         run.on_resume(extra)
         log.line(f"resumed from {t['resume']} at epoch {start}")
-    from common.config import save_config
-    rd.start(t["overwrite"], t["resume"])
-    save_config(cfg, rd.path)
-    log.open(rd.path)
-    run.run_dir = rd.path
-    board = None  # TensorBoard scalars (train.tensorboard), closed whatever happens below
+    if main:
+        from common.config import save_config
+        rd.start(t["overwrite"], t["resume"])
+        save_config(cfg, rd.path)
+        log.open(rd.path)
+        run.run_dir = rd.path
+    else:
+        scratch.append(tempfile.mkdtemp(prefix=f"reid-rank{launch.rank}-"))
+        run.run_dir = scratch[-1]
+    board = None  # TensorBoard scalars (train.tensorboard, rank 0), closed whatever happens below
     epochs = run.num_epochs(cfg)
-    log.line(f"{run.description}; epochs {start}..{epochs - 1}, {len(run)} batches per epoch")
+    ranks = f" on each of {launch.world_size} processes" if launch.distributed else ""
+    log.line(f"{run.description}; epochs {start}..{epochs - 1}, {len(run)} batches per epoch{ranks}")
 
     def save(which: str, epoch: int) -> None:
+        if not main:
+            return
         extra = {"epoch": epoch, "best": best, "best_epoch": best_epoch, "config": cfg, **run.meta(),
                  "history": [{k: v for k, v in h.items() if k != "eval"} for h in history]}
         with signals.critical():
@@ -216,7 +291,7 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
     skipped = 0  # consecutive skipped steps (train.nonfinite=skip), across epochs
     from tqdm import tqdm
     try:
-        if t["tensorboard"]:
+        if t["tensorboard"] and main:
             from common.engine.board import ScalarBoard
             board = ScalarBoard(rd.path)
         with signals.terminate_as_exception():
@@ -227,7 +302,8 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
                 B.optim.set_group_lrs(run.optimizer, lrs)
                 acc = _Epoch()
                 batches = run.batches(epoch)
-                bar = tqdm(batches, total=len(run), desc=f"epoch {epoch}", leave=False, disable=None)
+                bar = tqdm(batches, total=len(run), desc=f"epoch {epoch}", leave=False,
+                           disable=None if main else True)
                 for step, batch in _closing_enumerate(batches, bar):
                     parts = run.train_step(batch)
                     bad = _nonfinite(parts)
@@ -256,7 +332,8 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
                 log.line(f"epoch {epoch} lr {max(lrs):.2e} " + " ".join(f"{k} {v:.4f}" for k, v in means.items())
                          + f" ({secs:.1f}s)")
                 entry = {"epoch": epoch, "lrs": lrs, "seconds": secs, **means}
-                if (run.stage_epoch(epoch) + 1) % t["eval_every"] == 0 or epoch + 1 == epochs or run.eval_due(epoch):
+                if ((run.stage_epoch(epoch) + 1) % t["eval_every"] == 0 or epoch + 1 == epochs
+                        or run.eval_due(epoch)) and main:
                     rows = run.evaluate()
                     log.line("\n" + format_table(rows, run.columns))
                     entry["eval"] = rows
@@ -271,6 +348,8 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
                 if board is not None:
                     board.epoch(entry)
                 save("last", epoch)
+                if launch.distributed:
+                    B.distributed.barrier()  # the other ranks wait while rank 0 evaluates and saves
             with signals.critical():
                 run.finish()
     except BaseException as exc:
@@ -288,4 +367,4 @@ def fit(cfg: dict, B, build, echo=print, structure_keys=()) -> dict:
     if board is not None:
         board.close()
     return {"best": best, "best_epoch": best_epoch, "rows": rows, "epoch_seconds": epoch_seconds,
-            "run_dir": rd.path, "files": rd.summary(), "num_classes": run.num_classes}
+            "run_dir": rd.path, "files": rd.summary(), "num_classes": run.num_classes, "rank": launch.rank}

@@ -142,8 +142,9 @@ class RunLog:
     """Human-readable ``train.log`` and JSON-lines ``metrics.jsonl`` of a run. Lines logged
     before :meth:`open` are echoed at once and written when the folder exists."""
 
-    def __init__(self, echo=print):
+    def __init__(self, echo=print, enabled: bool = True):
         self.echo, self.folder, self._pending = echo, None, []
+        self.enabled = enabled  # False: a distributed run's rank > 0, which logs nothing
 
     def open(self, folder: str) -> None:
         self.folder = folder
@@ -156,6 +157,8 @@ class RunLog:
             f.write(text)
 
     def line(self, text: str) -> None:
+        if not self.enabled:
+            return
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         if self.folder is None:
             self._pending.append((stamp, text))
@@ -165,5 +168,5 @@ class RunLog:
             self.echo(text)
 
     def record(self, **data) -> None:
-        if self.folder is not None:
+        if self.enabled and self.folder is not None:
             self._write("metrics.jsonl", json.dumps(data) + "\n")
