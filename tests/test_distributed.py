@@ -292,9 +292,9 @@ def _codes(out):
     return [int(open(out / f"rank{r}.code").read()) for r in range(2)]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("backend, mode", [("torch", "PYNATIVE"), ("mindspore", "PYNATIVE"),
-                                           ("mindspore", "GRAPH")])
+@pytest.mark.parametrize("backend, mode", [("torch", "PYNATIVE"),  # the default run: torch and MindSpore
+                                           ("mindspore", "PYNATIVE"),
+                                           pytest.param("mindspore", "GRAPH", marks=pytest.mark.slow)])
 def test_two_processes_match_one_process_over_the_same_global_batches(root, tmp_path, backend, mode):
     pytest.importorskip(backend)
     proc, out = _worker_run(backend, root, tmp_path, mode)
