@@ -1,4 +1,4 @@
-# Quick start: `make demo` (synthetic SYSU-MM01, MVD with both backends) and `make test`.
+# Quick start: `make demo` (MVD, VKD and KD-REID on synthetic data, both backends) and `make test`.
 PY ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
@@ -30,7 +30,12 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(VPY) benchmarks/eval_speed.py
-	$(VPY) benchmarks/train_step.py
+	$(VPY) benchmarks/train_step.py --method mvd
+	$(VPY) benchmarks/train_step.py --method vkd-student --threads 1
+	$(VPY) benchmarks/train_step.py --method kd-reid --threads 1
+	$(VPY) benchmarks/data_speed.py
+	$(VPY) benchmarks/export_speed.py
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VPY) benchmarks/scaling.py
 
 clean:
 	rm -rf $(DEMO_DIR) logs .pytest_cache

@@ -10,6 +10,7 @@ import random
 import numpy as np
 import mindspore as ms
 
+from common.engine.allocator import keep_freed_memory
 from common.errors import DeviceError
 
 __all__ = ["TARGETS", "MODES", "current_device", "limit_cpu_threads", "select_device", "set_seed", "set_mode",
@@ -54,6 +55,8 @@ def select_device(target: str = "CPU", gpu: int = 0):
     value in this process) becomes a one-line DeviceError."""
     if target not in TARGETS:
         raise DeviceError(f"unknown device target {target!r}: expected one of {', '.join(TARGETS)}")
+    if target == "CPU":
+        keep_freed_memory()  # common/engine/allocator.py: no page-faulting of activations each step
     gpu = int(gpu)
     if target == "CPU":
         limit_cpu_threads()

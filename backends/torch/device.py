@@ -9,6 +9,7 @@ import random
 import numpy as np
 import torch
 
+from common.engine.allocator import keep_freed_memory
 from common.errors import DeviceError
 
 __all__ = ["TARGETS", "current_device", "select_device", "set_seed", "set_mode", "enable_compile_cache"]
@@ -29,6 +30,8 @@ def select_device(target: str = "CPU", gpu: int = 0) -> torch.device:
     of range); 'Ascend' -> npu:<gpu> (DeviceError when ``torch_npu`` is not installed)."""
     if target not in TARGETS:
         raise DeviceError(f"unknown device target {target!r}: expected one of {', '.join(TARGETS)}")
+    if target == "CPU":
+        keep_freed_memory()  # common/engine/allocator.py: no page-faulting of activations each step
     gpu = int(gpu)
     if target == "CPU":
         device = torch.device("cpu")
