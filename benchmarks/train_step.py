@@ -5,7 +5,8 @@ the same run on the same inputs.
 (four paths through three encoders, IB heads, every loss term, backward, optimizer update) on
 B RGB + B IR images; ``bare`` = forward + backward of each encoder's backbone alone on its
 real inputs (visible on the 2B images, infrared on their grey copies, shared on both: four
-backbone passes of 2B images); ratio = step / bare (target below 1.3). Then the data pipeline
+backbone passes of 2B images); ratio = step / bare (target below 1.3). Each backend is
+measured in a process of its own (a fresh heap, one framework's thread pools). Then the data pipeline
 (sampler + train transforms) in images per second against the model's consumption rate.
 
 ``--method vkd-student`` (configs/vkd_student.yaml, aimagelab/VKD tools/train_distill.py):
@@ -29,7 +30,9 @@ ResNet-50 teachers (width ``--width``, 2048-d embeddings), P x K images per batc
         [--teachers 3] [--threads N] [--quick]
 """
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -184,7 +187,23 @@ def main_vkd_student(a):
     return 0
 
 
+def mvd_rows_in_own_processes(a, argv):
+    """(backend, step, bare) of each backend, each measured in a fresh process of this script:
+    at full size (64 images at 288x144) a framework's heap and pools, kept for speed, leave the
+    next framework in the same process short of memory, and the two would share thread pools."""
+    rows = []
+    for name in a.backends.split(","):
+        r = subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--backends", name, "--row-only"],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.stderr.write(r.stderr[-4000:])
+            raise SystemExit(f"train_step.py: the {name} measurement failed (exit {r.returncode})")
+        rows.append(tuple(json.loads([x for x in r.stdout.splitlines() if x.startswith("ROW ")][-1][4:])))
+    return rows
+
+
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--method", default="mvd", choices=("mvd", "vkd-student", "kd-reid"))
     p.add_argument("--teachers", type=int, default=3, help="kd-reid: teachers (targets) per batch")
@@ -203,6 +222,7 @@ def main(argv=None):
     p.add_argument("--no-data", action="store_true", help="vkd-student: skip data_speed's waiting fraction")
     p.add_argument("--threads", type=int, default=0, help="CPU threads of each framework (0: its default)")
     p.add_argument("--quick", action="store_true", help="tiny model and inputs (smoke test)")
+    p.add_argument("--row-only", action="store_true", help=argparse.SUPPRESS)  # mvd: one backend's row, as JSON
     a = p.parse_args(argv)
     if a.threads:
         set_threads(a.threads, a.backends.split(","))
@@ -225,10 +245,11 @@ def main(argv=None):
     labels = np.repeat(np.arange(a.batch_ids), a.pos).astype(np.int64)
     print(f"MVD port recipe, {a.arch} width {a.width}, batch {bsz} RGB + {bsz} IR at {a.height}x{a.width_px}, "
           f"{a.device_target}")
-    rows = []
-    for name in a.backends.split(","):
-        step, bare = bench_mvd(name, a, rgb, ir, labels, num_classes=max(a.batch_ids, 16))
-        rows.append((name, step, bare))
+    if a.row_only:
+        name = a.backends
+        print("ROW " + json.dumps([name, *bench_mvd(name, a, rgb, ir, labels, num_classes=max(a.batch_ids, 16))]))
+        return 0
+    rows = mvd_rows_in_own_processes(a, argv)
     pipe = bench_pipeline(a, n_batches=3 if a.quick else 10)
     print(f"{'backend':<10} {'step_s':>8} {'bare_s':>8} {'ratio':>6} {'model_img/s':>12} {'pipeline_img/s':>15}")
     for name, step, bare in rows:
