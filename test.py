@@ -64,8 +64,12 @@ def resolve(args, flags=None) -> Resolved:
     except ConfigError:
         # --config/--set may name the section of the checkpoint's method, which is not known
         # yet (the default method's schema refuses it): find the checkpoint without them; they
-        # are applied on the stored configuration below
+        # are applied on the stored configuration below. An error in a known section (a bad
+        # number, an unknown key) is reported now, before anything is read.
         probe = config_from_args(argparse.Namespace(**{**vars(args), "overrides": [], "config": None}), flags)
+        sections = {str(o).split("=", 1)[0].split(".", 1)[0] for o in (args.overrides or [])}
+        if not args.config and sections <= set(probe):
+            raise
     path = probe["train"]["resume"]
     if not path:
         raise ReidError("no checkpoint given: pass --resume PATH (a .pth, .ckpt or .safetensors file, or a "
