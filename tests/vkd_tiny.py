@@ -207,7 +207,7 @@ def build_only(argv):
     def fit_stops_after_build(cfg, B, build, echo=print, structure_keys=()):
         loop.setup_backend(B, cfg)
         built.update(run=build(cfg, B, RunLog(None)), cfg=cfg, B=B)
-        return {"best": 0.0, "best_epoch": 0, "files": ""}
+        return {"best": 0.0, "best_epoch": 0, "files": "", "rank": 0}
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(loop, "fit", fit_stops_after_build)
         assert train.main(list(argv)) == 0
