@@ -31,8 +31,8 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(VPY) benchmarks/eval_speed.py
 	$(VPY) benchmarks/train_step.py --method mvd
-	$(VPY) benchmarks/train_step.py --method vkd-student --threads 1
-	$(VPY) benchmarks/train_step.py --method kd-reid --threads 1
+	$(VPY) benchmarks/train_step.py --method vkd-student --threads 1 --batch-ids 2 --pos 2
+	$(VPY) benchmarks/train_step.py --method kd-reid --threads 1 --batch-ids 4 --pos 4 --height 128 --width-px 64
 	$(VPY) benchmarks/data_speed.py
 	$(VPY) benchmarks/export_speed.py
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VPY) benchmarks/scaling.py
