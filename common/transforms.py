@@ -79,6 +79,30 @@ def normalize(img):
     return out
 
 
+def _erase_first_fitting(chw, rng, p, area, draw_ratio, value, attempts, name):
+    """The rectangle search shared by both erasing styles: a float copy of ``chw``; with
+    probability p, up to ``attempts`` draws of an area ``uniform(area) * H * W`` and an aspect
+    ratio ``draw_ratio()``; the first ``eh = round(sqrt(S*r))``, ``ew = round(sqrt(S/r))``
+    with ``0 < eh < H`` and ``0 < ew < W`` is set to ``value`` at a uniform position."""
+    out = np.array(chw, dtype=np.float32, copy=True)
+    if out.ndim != 3:
+        raise ValueError(f"{name}: expected a C x H x W array, got shape {out.shape}")
+    if rng.random() >= p:
+        return out
+    _, H, W = out.shape
+    for _ in range(int(attempts)):
+        target = rng.uniform(area[0], area[1]) * H * W
+        ratio = draw_ratio()
+        eh = int(round(np.sqrt(target * ratio)))
+        ew = int(round(np.sqrt(target / ratio)))
+        if 0 < eh < H and 0 < ew < W:
+            top = int(rng.integers(0, H - eh + 1))
+            left = int(rng.integers(0, W - ew + 1))
+            out[:, top:top + eh, left:left + ew] = value
+            return out
+    return out
+
+
 def random_erasing(chw, rng, p=0.5, area=(0.02, 0.4), aspect=(0.3, 3.3), value=0.0, attempts=100):
     """Random erasing (Zhong et al. 2020) on a normalised float CHW image (SPEC 4, VKD/MVD).
 
@@ -88,23 +112,8 @@ def random_erasing(chw, rng, p=0.5, area=(0.02, 0.4), aspect=(0.3, 3.3), value=0
     ``eh = round(sqrt(S * r))``, ``ew = round(sqrt(S / r))``; the first rectangle with
     ``eh < H`` and ``ew < W`` is set to ``value`` in every channel at a uniform position.
     """
-    out = np.array(chw, dtype=np.float32, copy=True)
-    if out.ndim != 3:
-        raise ValueError(f"random_erasing: expected a C x H x W array, got shape {out.shape}")
-    if rng.random() >= p:
-        return out
-    _, H, W = out.shape
-    for _ in range(int(attempts)):
-        target = rng.uniform(area[0], area[1]) * H * W
-        ratio = rng.uniform(aspect[0], aspect[1])
-        eh = int(round(np.sqrt(target * ratio)))
-        ew = int(round(np.sqrt(target / ratio)))
-        if 0 < eh < H and 0 < ew < W:
-            top = int(rng.integers(0, H - eh + 1))
-            left = int(rng.integers(0, W - ew + 1))
-            out[:, top:top + eh, left:left + ew] = value
-            return out
-    return out
+    return _erase_first_fitting(chw, rng, p, area, lambda: rng.uniform(aspect[0], aspect[1]), value, attempts,
+                                "random_erasing")
 
 
 def random_erasing_tv(chw, rng, p=0.5, area=(0.02, 0.33), aspect=(0.3, 3.3), value=0.0, attempts=10):
@@ -113,24 +122,9 @@ def random_erasing_tv(chw, rng, p=0.5, area=(0.02, 0.33), aspect=(0.3, 3.3), val
     area ``uniform(area) * H * W`` and an aspect ratio ``exp(uniform(log aspect))``; the first
     ``h = round(sqrt(S*r))``, ``w = round(sqrt(S/r))`` with ``h < H`` and ``w < W`` is set to
     ``value`` at a uniform position."""
-    out = np.array(chw, dtype=np.float32, copy=True)
-    if out.ndim != 3:
-        raise ValueError(f"random_erasing_tv: expected a C x H x W array, got shape {out.shape}")
-    if rng.random() >= p:
-        return out
-    _, H, W = out.shape
     log_lo, log_hi = np.log(aspect[0]), np.log(aspect[1])
-    for _ in range(int(attempts)):
-        target = rng.uniform(area[0], area[1]) * H * W
-        ratio = float(np.exp(rng.uniform(log_lo, log_hi)))
-        eh = int(round(np.sqrt(target * ratio)))
-        ew = int(round(np.sqrt(target / ratio)))
-        if 0 < eh < H and 0 < ew < W:
-            top = int(rng.integers(0, H - eh + 1))
-            left = int(rng.integers(0, W - ew + 1))
-            out[:, top:top + eh, left:left + ew] = value
-            return out
-    return out
+    return _erase_first_fitting(chw, rng, p, area, lambda: float(np.exp(rng.uniform(log_lo, log_hi))), value,
+                                attempts, "random_erasing_tv")
 
 
 def random_grayscale(img, rng, p=0.5):

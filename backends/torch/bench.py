@@ -42,14 +42,3 @@ def forward_no_grad(module: torch.nn.Module, x, ms_mode: str = "GRAPH") -> None:
         module(x)
     sync(device)
 
-
-def forward_no_grad(module: torch.nn.Module, x, ms_mode: str = "GRAPH") -> None:
-    """Train-mode forward of ``module`` on ``x`` (NCHW) without gradients (VKD's frozen
-    teacher in ``teacher_mode``); returns once the device has finished. ``ms_mode`` is
-    ignored (symmetry with the MindSpore kernel)."""
-    module.train()
-    device = model_device(module)
-    x = torch.as_tensor(np.asarray(x, dtype=np.float32), device=device) if not isinstance(x, torch.Tensor) else x
-    with torch.no_grad():
-        module(x)
-    sync(device)
