@@ -222,7 +222,9 @@ def test_train_step_benchmark_kd_reid_quick():
         fields = line.split()
         step, bare, ratio, rate = map(float, fields[1:])
         assert fields[0] == name and min(step, bare) > 0
-        assert ratio == pytest.approx(step / bare, abs=2e-3) and rate == pytest.approx(2 / step, abs=1e-2)
+        d = 5e-5  # step and bare are printed to 4 decimals, the ratio to 3 and the rate to 2
+        assert (step - d) / (bare + d) - 5e-4 <= ratio <= (step + d) / (bare - d) + 5e-4
+        assert 2 / (step + d) - 5e-3 <= rate <= 2 / (step - d) + 5e-3
 
 
 def test_test_py_takes_a_kdreid_set_without_method(torch_runs, logs, data, capsys):
