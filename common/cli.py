@@ -152,17 +152,31 @@ def print_config(cfg: dict) -> None:
     sys.stdout.write(to_yaml(cfg))
 
 
+RANK_ERROR_GRACE_S = 5.0  # how long a rank > 0 waits before it exits on an error
+
+
 def run_main(fn) -> int:
     """Call ``fn()``; a user-facing problem becomes one ``error: ...`` line and exit code 2;
     Ctrl-C / SIGTERM exit 130 / 143 with the resume command. ``REID_DEBUG=1`` re-raises for
     the full traceback. In a distributed launch only rank 0 prints; the other processes exit
-    with the same code quietly."""
-    from common.engine.loop import Interrupted
+    with the same code quietly, after :data:`RANK_ERROR_GRACE_S` seconds: a launcher stops
+    every worker once one has failed, so a rank > 0 that fails first would otherwise cut off
+    rank 0 before it prints the (same) error."""
     from common.engine.runtime import launched_rank
+    code = _run_reporting(fn, launched_rank())
+    if code == 2 and launched_rank() > 0:
+        import time
+        time.sleep(RANK_ERROR_GRACE_S)
+    return code
+
+
+def _run_reporting(fn, rank: int) -> int:
+    """run_main's body: ``fn()`` with its problems as one line (printed on rank 0 only)."""
+    from common.engine.loop import Interrupted
     debug = os.environ.get("REID_DEBUG") == "1"
 
     def say(text: str) -> None:
-        if launched_rank() == 0:
+        if rank == 0:
             print(text, file=sys.stderr)
     try:
         return fn() or 0

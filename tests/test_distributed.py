@@ -67,21 +67,29 @@ def test_the_other_frameworks_launcher_is_one_line():
         runtime.detect("torch", dict(TORCHRUN, RANK="2"))
 
 
-def test_only_rank_0_prints_the_error(monkeypatch, capsys):
-    from common.cli import run_main
+def test_only_rank_0_prints_the_error_and_the_others_wait_before_exiting(monkeypatch, capsys):
+    """Rank 0 prints the line; a worker of rank > 0 exits quietly after the grace period (a
+    launcher stops all workers when one fails: rank 0 must not be cut off before it prints)."""
+    import time
+    from common import cli
     from common.errors import ReidError
 
     def fail():
         raise ReidError("the problem")
     for var in LAUNCH_VARS:
         monkeypatch.delenv(var, raising=False)
-    for env, printed in ((TORCHRUN, False), (dict(TORCHRUN, RANK="0"), True), (MSRUN, False),
-                         (dict(MSRUN, MS_ROLE="MS_SCHED", RANK_ID="0"), False), ({}, True)):
+    for env, printed, waits in ((TORCHRUN, False, True), (dict(TORCHRUN, RANK="0"), True, False),
+                                (MSRUN, False, True), (dict(MSRUN, MS_ROLE="MS_SCHED", RANK_ID="0"), False, False),
+                                ({}, True, False)):
+        slept = []
         with monkeypatch.context() as m:
             for k, v in env.items():
                 m.setenv(k, v)
-            assert run_main(fail) == 2
+            m.setattr(time, "sleep", slept.append)
+            assert cli.run_main(fail) == 2
+            assert cli.run_main(lambda: 0) == 0  # a success never waits
         assert capsys.readouterr().err == ("error: the problem\n" if printed else ""), env
+        assert slept == ([cli.RANK_ERROR_GRACE_S] if waits else []), env
 
 
 # --- gradient averaging -----------------------------------------------------------------
