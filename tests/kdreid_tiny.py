@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from typing import Dict
 
 import numpy as np
+import pytest
 
 from common.data import synthetic
 
@@ -82,3 +83,17 @@ def kd_argv(root, log_dir, ck: SimpleNamespace, *extra, targets=("dukemtmcreid",
 def state(b, model) -> Dict[str, np.ndarray]:
     """Canonical numpy weights of ``model`` of a built run ``b`` (``vkd_tiny.build_only``)."""
     return b.B.weights.state_to_numpy(model)
+
+
+# ---------------------------------------------------------------- module fixtures (imported by the flag tests)
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """A tiny synthetic data root (:func:`make_data`), one per test module."""
+    return make_data(tmp_path_factory.mktemp("kd_data"))
+
+
+@pytest.fixture(scope="module")
+def ck(tmp_path_factory):
+    """Reference-layout checkpoints (:func:`checkpoints`), one set per test module."""
+    return checkpoints(tmp_path_factory.mktemp("kd_ck"))

@@ -24,7 +24,7 @@ from common.losses import classification as cls_spec, domain as domain_spec
 from common.recipes import kdreid as kd_recipe
 from common.recipes import kdreid_data as kd_data
 from common.recipes.kdreid_data import stream_key
-from kdreid_tiny import argv, checkpoints, kd_argv, make_data, state
+from kdreid_tiny import argv, ck, kd_argv, root, state  # noqa: F401 (ck, root: module fixtures)
 from tests.parity.tolerances import LOSS_VS_SPEC_RTOL
 from vkd_tiny import assert_same_weights as _same, build_only as _build
 
@@ -78,16 +78,6 @@ def test_kdreid_effects_names_every_kdreid_flag_and_an_existing_test():
 
 
 # ---------------------------------------------------------------- shared pieces
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return make_data(tmp_path_factory.mktemp("kd_data"))
-
-
-@pytest.fixture(scope="module")
-def ck(tmp_path_factory):
-    return checkpoints(tmp_path_factory.mktemp("kd_ck"))
-
 
 def _records(run):
     return [json.loads(line) for line in open(run / "metrics.jsonl")]

@@ -8,20 +8,10 @@ import os
 import pytest
 
 from common.data.registry import load_image_dataset
-from kdreid_tiny import argv, checkpoints, kd_argv, make_data, state
+from kdreid_tiny import argv, ck, kd_argv, root, state  # noqa: F401 (ck, root: module fixtures)
 from vkd_tiny import build_only as _build
 
 pytest.importorskip("torch")
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return make_data(tmp_path_factory.mktemp("kd_data"))
-
-
-@pytest.fixture(scope="module")
-def ck(tmp_path_factory):
-    return checkpoints(tmp_path_factory.mktemp("kd_ck"))
 
 
 def _rows(records):

@@ -23,8 +23,8 @@ from common.losses import classification as cls_spec, vkd as vkd_spec
 from common.recipes import vkd as vkd_recipe, vkd_folders
 from common.recipes.vkd import TeacherRun
 from tests.parity.tolerances import LOSS_VS_SPEC_RTOL
-from vkd_tiny import assert_same_weights as _same, build_only as _build, flag_test_folders, make_mars, \
-    student_argv, teacher_argv
+from vkd_tiny import assert_same_weights as _same, build_only as _build, folders, mars_root, \
+    student_argv, teacher_argv  # noqa: F401 (folders, mars_root: module fixtures)
 
 _T, _D = "tests/test_vkd_flag_effects.py::", "tests/test_vkd_flag_effects_data.py::"
 VKD_EFFECTS = {
@@ -78,16 +78,6 @@ def test_vkd_effects_names_every_vkd_flag_and_an_existing_test():
 
 
 # ---------------------------------------------------------------- shared pieces
-
-@pytest.fixture(scope="module")
-def mars_root(tmp_path_factory):
-    return make_mars(tmp_path_factory.mktemp("mars"))
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    return flag_test_folders(tmp_path_factory.mktemp("folders"))
-
 
 def _state(b, model):
     return b.B.weights.state_to_numpy(model)

@@ -11,18 +11,8 @@ import test as test_cli
 from common.data import video as video_data
 from common.data.temporal import chunks, test_chunk_crop
 from common.recipes import vkd as vkd_recipe
-from vkd_tiny import assert_same_weights as _same, build_only as _build, flag_test_folders, make_mars, \
-    student_argv, teacher_argv
-
-
-@pytest.fixture(scope="module")
-def mars_root(tmp_path_factory):
-    return make_mars(tmp_path_factory.mktemp("mars"))
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    return flag_test_folders(tmp_path_factory.mktemp("folders"))
+from vkd_tiny import assert_same_weights as _same, build_only as _build, folders, mars_root, \
+    student_argv, teacher_argv  # noqa: F401 (folders, mars_root: module fixtures)
 
 
 def _student_argv(mars_root, folders, tmp_path, *extra):

@@ -16,6 +16,7 @@ import os
 from typing import Dict, Tuple
 
 import numpy as np
+import pytest
 
 from common.data import synthetic
 
@@ -198,7 +199,6 @@ def build_only(argv):
     """train.py ``argv`` up to the recipe's build: (``run``, ``cfg``, ``B``) of the run the loop
     would train, seeded as the loop seeds it; nothing is trained or written."""
     from types import SimpleNamespace
-    import pytest
     import train
     from common.engine import loop
     from common.engine.rundir import RunLog
@@ -220,3 +220,17 @@ def assert_same_weights(expected: Dict[str, np.ndarray], got: Dict[str, np.ndarr
     assert keys and set(keys) <= set(got)
     for k in keys:
         np.testing.assert_array_equal(expected[k], got[k], err_msg=k)
+
+
+# ---------------------------------------------------------------- module fixtures (imported by the flag tests)
+
+@pytest.fixture(scope="module")
+def mars_root(tmp_path_factory):
+    """A tiny synthetic MARS (:func:`make_mars`), one per test module."""
+    return make_mars(tmp_path_factory.mktemp("mars"))
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """The teacher/student run folders of :func:`flag_test_folders`, one set per test module."""
+    return flag_test_folders(tmp_path_factory.mktemp("folders"))
