@@ -163,8 +163,9 @@ def run_main(fn) -> int:
     every worker once one has failed, so a rank > 0 that fails first would otherwise cut off
     rank 0 before it prints the (same) error."""
     from common.engine.runtime import launched_rank
-    code = _run_reporting(fn, launched_rank())
-    if code == 2 and launched_rank() > 0:
+    rank = launched_rank()
+    code = _run_reporting(fn, rank)
+    if code == 2 and rank > 0:
         import time
         time.sleep(RANK_ERROR_GRACE_S)
     return code
